@@ -1,0 +1,272 @@
+"""The identity graph: links between identifiers, merged with union-find, undoable.
+
+Each link is evidence that two identifiers are one person (an identify or track carrying
+both a userId and an anonymousId, or an alias). A person is a connected component of active
+links. Its canonical id is the *user side* of the component's earliest link (by event time,
+then id), so the id is a known user id whenever there is one and does not depend on the order
+in which evidence arrived: the incremental merge and a full rebuild agree.
+
+Unmerging deactivates one link and splits its component again. Attribution happens at query
+time through ``identity_map``, so history is re-attributed as if the merge never happened; the
+link stays recorded (inactive), so the same evidence arriving again does not re-merge.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from tenure.clock import Clock, SystemClock
+from tenure.errors import NotFoundError
+from tenure.store.state import StateDB, identity_links, identity_map
+
+_CHUNK = 900  # stay under SQLite's bound-parameter limit
+
+
+@dataclass(frozen=True, slots=True)
+class Link:
+    """Evidence that ``user_side`` and ``other`` are one person."""
+
+    user_side: str
+    other: str
+    kind: str
+    message_id: str | None
+    linked_at: datetime
+
+    @property
+    def rank(self) -> tuple[datetime, str]:
+        return (self.linked_at, self.user_side)
+
+
+def links_from_records(records: Iterable[dict[str, object]]) -> list[Link]:
+    """The links a batch of canonical records carries."""
+    out = []
+    for rec in records:
+        user_id = rec.get("user_id")
+        other = rec.get("previous_id") if rec["type"] == "alias" else rec.get("anonymous_id")
+        if user_id and other and user_id != other:
+            out.append(
+                Link(str(user_id), str(other), str(rec["type"]), rec.get("message_id"), _as_datetime(rec["timestamp"]))  # type: ignore[arg-type]
+            )
+    return out
+
+
+def _as_datetime(value: object) -> datetime:
+    return value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+
+
+class _UnionFind:
+    def __init__(self) -> None:
+        self.parent: dict[str, str] = {}
+
+    def find(self, x: str) -> str:
+        parent = self.parent.setdefault(x, x)
+        if parent != x:
+            parent = self.parent[x] = self.find(parent)
+        return parent
+
+    def union(self, a: str, b: str) -> None:
+        ra, rb = self.find(a), self.find(b)
+        if ra != rb:
+            self.parent[ra] = rb
+
+    def components(self) -> dict[str, list[str]]:
+        groups: dict[str, list[str]] = {}
+        for x in list(self.parent):
+            groups.setdefault(self.find(x), []).append(x)
+        return groups
+
+
+class IdentityGraph:
+    """Reads and changes the identity graph in the state DB."""
+
+    def __init__(self, state: StateDB, clock: Clock | None = None) -> None:
+        self.state = state
+        self.clock = clock or SystemClock()
+
+    # -- merging ---------------------------------------------------------------------------
+    def add_links(self, conn: Connection, links: Sequence[Link]) -> int:
+        """Record new links and merge their components, inside the caller's transaction."""
+        fresh = self._new_links(conn, links)
+        if not fresh:
+            return 0
+        conn.execute(
+            identity_links.insert(),
+            [
+                {
+                    "id_a": ln.user_side,
+                    "id_b": ln.other,
+                    "kind": ln.kind,
+                    "message_id": ln.message_id,
+                    "linked_at": ln.linked_at,
+                    "active": True,
+                }
+                for ln in fresh
+            ],
+        )
+        ids = {x for ln in fresh for x in (ln.user_side, ln.other)}
+        current = _map_of(conn, ids)
+        persons = set(current.values())
+        members = _members_of(conn, persons)
+        uf = _UnionFind()
+        for identifier, person in members.items():
+            uf.union(identifier, person)
+        for ln in fresh:
+            uf.union(ln.user_side, ln.other)
+        earliest = {p: self._earliest_link(conn, p) for p in persons}
+        for component in uf.components().values():
+            candidates = [earliest[p] for p in persons.intersection(component) if earliest[p]]
+            candidates += [(ln.rank, ln.user_side) for ln in fresh if ln.user_side in component]
+            winner = min(candidates)[1]  # type: ignore[type-var]
+            self._assign(conn, component, winner, members)
+        return len(fresh)
+
+    def _new_links(self, conn: Connection, links: Sequence[Link]) -> list[Link]:
+        unique: dict[tuple[str, str], Link] = {}
+        for ln in sorted(links, key=lambda ln: ln.rank):
+            unique.setdefault((ln.user_side, ln.other), ln)
+        known: set[tuple[str, str]] = set()
+        firsts = sorted({a for a, _ in unique})
+        for start in range(0, len(firsts), _CHUNK):
+            rows = conn.execute(
+                sa.select(identity_links.c.id_a, identity_links.c.id_b).where(
+                    identity_links.c.id_a.in_(firsts[start : start + _CHUNK])
+                )
+            )
+            known.update((a, b) for a, b in rows)
+        return [ln for pair, ln in unique.items() if pair not in known]
+
+    def _earliest_link(self, conn: Connection, person: str) -> tuple[tuple[datetime, str], str] | None:
+        row = conn.execute(
+            sa.select(identity_links.c.linked_at, identity_links.c.id_a)
+            .where(identity_links.c.active & ((identity_links.c.id_a == person) | (identity_links.c.id_b == person)))
+            .order_by(identity_links.c.linked_at, identity_links.c.id_a)
+            .limit(1)
+        ).first()
+        if row is None:
+            return None
+        linked_at = _aware(row[0])
+        return ((linked_at, row[1]), row[1])
+
+    def _assign(self, conn: Connection, component: Iterable[str], person: str, members: dict[str, str]) -> None:
+        changed = [x for x in component if members.get(x) != person]
+        stale = [x for x in changed if x in members]
+        for start in range(0, len(stale), _CHUNK):
+            conn.execute(identity_map.delete().where(identity_map.c.identifier.in_(stale[start : start + _CHUNK])))
+        if changed:
+            conn.execute(identity_map.insert(), [{"identifier": x, "person_id": person} for x in changed])
+
+    # -- undoing ---------------------------------------------------------------------------
+    def unmerge(self, link_id: int) -> list[str]:
+        """Deactivate one link and split its person; returns the resulting person ids."""
+        with self.state.begin() as conn:
+            row = conn.execute(sa.select(identity_links).where(identity_links.c.id == link_id)).first()
+            if row is None or not row.active:
+                raise NotFoundError(f"no active identity link with id {link_id}")
+            person = _map_of(conn, {row.id_a}).get(row.id_a, row.id_a)
+            conn.execute(
+                identity_links.update()
+                .where(identity_links.c.id == link_id)
+                .values(active=False, unmerged_at=self.clock.now())
+            )
+            members = _members_of(conn, {person})
+            return self._recompute(conn, set(members), members)
+
+    def rebuild(self) -> None:
+        """Recompute the whole identity map from the active links."""
+        with self.state.begin() as conn:
+            members = dict(conn.execute(sa.select(identity_map.c.identifier, identity_map.c.person_id)).all())
+            everyone = set(members)
+            everyone.update(x for row in conn.execute(sa.select(identity_links.c.id_a, identity_links.c.id_b)) for x in row)
+            self._recompute(conn, everyone, members)
+
+    def _recompute(self, conn: Connection, ids: set[str], members: dict[str, str]) -> list[str]:
+        links = _active_links_among(conn, ids)
+        uf = _UnionFind()
+        for identifier in ids:
+            uf.find(identifier)
+        for a, b, _ in links:
+            uf.union(a, b)
+        persons = []
+        for component in uf.components().values():
+            inside = set(component)
+            ranked = [((at, a), a) for a, b, at in links if a in inside]
+            if not ranked:  # an identifier with no active link is its own person, unmapped
+                stale = [x for x in component if x in members]
+                if stale:
+                    conn.execute(identity_map.delete().where(identity_map.c.identifier.in_(stale)))
+                persons.extend(component)
+                continue
+            winner = min(ranked)[1]
+            self._assign(conn, component, winner, members)
+            persons.append(winner)
+        return sorted(persons)
+
+    # -- reading ---------------------------------------------------------------------------
+    def person_of(self, identifier: str) -> str:
+        with self.state.read() as conn:
+            return _map_of(conn, {identifier}).get(identifier, identifier)
+
+    def identifiers_of(self, person: str) -> list[str]:
+        with self.state.read() as conn:
+            found = _members_of(conn, {person})
+        return sorted(found) or [person]
+
+    def links_of(self, person: str) -> list[dict[str, object]]:
+        """Every link (active or undone) touching the person's identifiers, oldest first."""
+        ids = self.identifiers_of(person)
+        with self.state.read() as conn:
+            rows = conn.execute(
+                sa.select(identity_links)
+                .where(identity_links.c.id_a.in_(ids) | identity_links.c.id_b.in_(ids))
+                .order_by(identity_links.c.linked_at, identity_links.c.id)
+            ).mappings()
+            return [dict(r) for r in rows]
+
+
+def _map_of(conn: Connection, ids: set[str]) -> dict[str, str]:
+    ordered = sorted(ids)
+    out: dict[str, str] = {}
+    for start in range(0, len(ordered), _CHUNK):
+        rows = conn.execute(
+            sa.select(identity_map.c.identifier, identity_map.c.person_id).where(
+                identity_map.c.identifier.in_(ordered[start : start + _CHUNK])
+            )
+        )
+        out.update(dict(rows.all()))
+    return out
+
+
+def _members_of(conn: Connection, persons: set[str]) -> dict[str, str]:
+    ordered = sorted(persons)
+    out: dict[str, str] = {}
+    for start in range(0, len(ordered), _CHUNK):
+        rows = conn.execute(
+            sa.select(identity_map.c.identifier, identity_map.c.person_id).where(
+                identity_map.c.person_id.in_(ordered[start : start + _CHUNK])
+            )
+        )
+        out.update(dict(rows.all()))
+    return out
+
+
+def _active_links_among(conn: Connection, ids: set[str]) -> list[tuple[str, str, datetime]]:
+    ordered = sorted(ids)
+    out = []
+    for start in range(0, len(ordered), _CHUNK):
+        rows = conn.execute(
+            sa.select(identity_links.c.id_a, identity_links.c.id_b, identity_links.c.linked_at).where(
+                identity_links.c.active & identity_links.c.id_a.in_(ordered[start : start + _CHUNK])
+            )
+        )
+        out.extend((a, b, _aware(at)) for a, b, at in rows if b in ids)
+    return out
+
+
+def _aware(value: datetime) -> datetime:
+    """SQLite hands back naive datetimes; everything here is UTC."""
+    return value if value.tzinfo else value.replace(tzinfo=UTC)

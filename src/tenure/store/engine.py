@@ -1,0 +1,143 @@
+"""The analytics engine: Ibis tables over one lake snapshot, attributed to canonical persons.
+
+State tables the engine needs (the identity map) are handed over as Arrow tables rather than
+attached through DuckDB's sqlite/postgres extensions, which would download at run time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import ibis
+import ibis.expr.types as ir
+import pyarrow as pa
+import sqlalchemy as sa
+
+from tenure.store.lake import Lake, LakeSnapshot
+from tenure.store.schemas import TABLES
+from tenure.store.state import StateDB, identity_map
+
+IDENTITY_SCHEMA = pa.schema([("identifier", pa.string()), ("person_id", pa.string())])
+
+
+@dataclass(frozen=True)
+class LakeTables:
+    """The engine's tables; every fact table carries ``person_id``."""
+
+    events: ir.Table
+    orders: ir.Table
+    order_items: ir.Table
+    order_adjustments: ir.Table
+    users: ir.Table
+    items: ir.Table
+    identity_map: ir.Table
+
+
+class DuckDBEngine:
+    """Ibis over an in-process DuckDB; cheap to open, so open one per unit of work."""
+
+    def __init__(self, lake: Lake, state: StateDB) -> None:
+        self.lake = lake
+        self.state = state
+        self.con = ibis.duckdb.connect()
+        self.con.raw_sql("SET TimeZone='UTC'")
+
+    def tables(self, snapshot: LakeSnapshot | None = None) -> LakeTables:
+        snapshot = snapshot or self.lake.snapshot()
+        raw = {name: self._raw_table(name, snapshot) for name in TABLES}
+        ids = self.con.create_table("identity_map", self._identity_arrow(), temp=True, overwrite=True)
+        events = _attribute(raw["events"], ids)
+        orders = _attribute(raw["orders"], ids)
+        return LakeTables(
+            events=events,
+            orders=_with_adjustments(orders, raw["order_adjustments"]),
+            order_items=_attach_person(raw["order_items"], orders),
+            order_adjustments=_attach_person(raw["order_adjustments"], orders),
+            users=self._users(raw["users"], ids),
+            items=_latest_items(raw["items"]),
+            identity_map=ids,
+        )
+
+    def close(self) -> None:
+        self.con.disconnect()
+
+    def _raw_table(self, name: str, snapshot: LakeSnapshot) -> ir.Table:
+        paths = snapshot.paths(name)
+        spec = TABLES[name]
+        if not paths:
+            empty = spec.schema.empty_table()
+            if spec.by_date:
+                empty = empty.append_column("date", pa.array([], pa.date32()))
+            return self.con.create_table(f"_empty_{name}", empty, temp=True, overwrite=True)
+        options = {"union_by_name": True}
+        if spec.by_date:
+            options["hive_partitioning"] = True
+        return self.con.read_parquet(list(paths), table_name=f"_lake_{name}", **options)
+
+    def _identity_arrow(self) -> pa.Table:
+        with self.state.read() as conn:
+            rows = conn.execute(sa.select(identity_map.c.identifier, identity_map.c.person_id)).all()
+        return pa.table(
+            {"identifier": [r[0] for r in rows], "person_id": [r[1] for r in rows]}, schema=IDENTITY_SCHEMA
+        )
+
+    def _users(self, observations: ir.Table, ids: ir.Table) -> ir.Table:
+        """One row per person: traits merged in time order (later values win, per key)."""
+        attributed = _attribute(observations.mutate(anonymous_id=ibis.null(str)), ids)
+        name = "_user_traits"
+        self.con.create_view(name, attributed, overwrite=True)
+        return self.con.sql(
+            f"""
+            SELECT person_id,
+                   list_distinct(list(user_id)) AS user_ids,
+                   list_reduce(list(traits ORDER BY "timestamp"),
+                               (acc, x) -> json_merge_patch(acc, x))::VARCHAR AS traits,
+                   max("timestamp") AS updated_at
+            FROM {name} GROUP BY person_id
+            """
+        )
+
+
+def _attribute(table: ir.Table, ids: ir.Table) -> ir.Table:
+    """Add ``person_id``: a linked user id wins, then the raw user id, then the anonymous id."""
+    by_user = ids.rename(_user_key="identifier", _user_person="person_id")
+    by_anon = ids.rename(_anon_key="identifier", _anon_person="person_id")
+    joined = table.left_join(by_user, table.user_id == by_user._user_key).left_join(
+        by_anon, table.anonymous_id == by_anon._anon_key
+    )
+    person = ibis.coalesce(joined._user_person, joined.user_id, joined._anon_person, joined.anonymous_id)
+    return joined.mutate(person_id=person).drop("_user_key", "_user_person", "_anon_key", "_anon_person")
+
+
+def _attach_person(table: ir.Table, orders: ir.Table) -> ir.Table:
+    owners = orders.select(_order_key=orders.order_id, person_id=orders.person_id)
+    joined = table.left_join(owners, table.order_id == owners._order_key)
+    return joined.drop("_order_key")
+
+
+def _with_adjustments(orders: ir.Table, adjustments: ir.Table) -> ir.Table:
+    """Apply refunds and cancellations: ``net_revenue`` and ``status`` per order."""
+    refund = adjustments.kind == "refunded"
+    summary = adjustments.group_by(_adj_order=adjustments.order_id).aggregate(
+        _cancelled=(adjustments.kind == "cancelled").any(),
+        _full_refund=(refund & adjustments.amount.isnull()).any(),
+        refunded=ibis.cases((refund, adjustments.amount), else_=0.0).sum(),
+    )
+    joined = orders.left_join(summary, orders.order_id == summary._adj_order)
+    refunded = joined.refunded.fill_null(0.0)
+    voided = joined._cancelled.fill_null(False) | joined._full_refund.fill_null(False)
+    net = ibis.cases((voided, 0.0), else_=ibis.greatest(joined.revenue - refunded, 0.0))
+    status = ibis.cases(
+        (joined._cancelled.fill_null(False), "cancelled"),
+        (voided | (refunded >= joined.revenue) & (refunded > 0), "refunded"),
+        (refunded > 0, "partially_refunded"),
+        else_="completed",
+    )
+    return joined.mutate(refunded=refunded, net_revenue=net, status=status).drop(
+        "_adj_order", "_cancelled", "_full_refund"
+    )
+
+
+def _latest_items(items: ir.Table) -> ir.Table:
+    newest = ibis.row_number().over(group_by=items.item_id, order_by=ibis.desc(items.updated_at))
+    return items.mutate(_rank=newest).filter(lambda t: t._rank == 0).drop("_rank", "row_hash")
