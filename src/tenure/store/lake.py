@@ -85,21 +85,40 @@ class Lake:
         *,
         on_commit: Callable[[Connection], None] | None = None,
     ) -> AppendResult:
-        """Write new facts, skipping those already in the lake, then commit them with ``on_commit``."""
+        """Write new facts from Arrow tables, skipping those already in the lake."""
+        con = _duckdb()
+        try:
+            names = {}
+            for table, batch in batches.items():
+                spec = TABLES[table]
+                names[table] = f"_batch_{table}"
+                con.register(names[table], batch.select(spec.schema.names).cast(spec.schema))
+            return self.append_from(con, names, on_commit=on_commit)
+        finally:
+            con.close()
+
+    def append_from(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        relations: Mapping[str, str],
+        *,
+        on_commit: Callable[[Connection], None] | None = None,
+    ) -> AppendResult:
+        """Write new facts from relations (by name) of ``con`` whose columns follow the schemas.
+
+        Rows whose key is already in the lake, or repeated in the batch, are skipped; the new
+        files and ``on_commit``'s changes are committed in one state transaction.
+        """
         result = AppendResult()
         with self.writer_lock():
             snapshot = self.snapshot()
             written: list[dict[str, object]] = []
-            con = _duckdb()
-            try:
-                for name, batch in batches.items():
-                    spec = TABLES[name]
-                    files, n_new = self._write_new_rows(con, spec, batch, snapshot)
-                    written.extend(files)
-                    result.written[name] = n_new
-                    result.duplicates[name] = batch.num_rows - n_new
-            finally:
-                con.close()
+            for table, relation in relations.items():
+                spec = TABLES[table]
+                files, n_new, n_in = self._write_new_rows(con, spec, relation, snapshot)
+                written.extend(files)
+                result.written[table] = n_new
+                result.duplicates[table] = n_in - n_new
             with self.state.begin() as conn:
                 if written:
                     conn.execute(lake_files.insert(), written)
@@ -108,14 +127,13 @@ class Lake:
         return result
 
     def _write_new_rows(
-        self, con: duckdb.DuckDBPyConnection, spec: TableSpec, batch: pa.Table, snapshot: LakeSnapshot
-    ) -> tuple[list[dict[str, object]], int]:
-        if batch.num_rows == 0:
-            return [], 0
-        batch = batch.select(spec.schema.names).cast(spec.schema)
-        con.register("batch", batch)
+        self, con: duckdb.DuckDBPyConnection, spec: TableSpec, relation: str, snapshot: LakeSnapshot
+    ) -> tuple[list[dict[str, object]], int, int]:
+        n_in = con.execute(f"SELECT count(*) FROM {relation}").fetchone()[0]  # type: ignore[index]
+        if n_in == 0:
+            return [], 0, 0
         keys = ", ".join(spec.key)
-        existing = self._existing_files(con, spec, snapshot)
+        existing = self._existing_files(con, spec, relation, snapshot)
         if existing:
             con.execute(
                 f"CREATE OR REPLACE TEMP TABLE existing AS SELECT DISTINCT {keys} FROM read_parquet(?, union_by_name=true)",
@@ -124,9 +142,10 @@ class Lake:
             not_existing = f"WHERE NOT EXISTS (SELECT 1 FROM existing e WHERE {_key_match(spec)})"
         else:
             not_existing = ""
-        date_col = ", strftime(b.timestamp, '%Y-%m-%d') AS date" if spec.by_date else ""
+        date_col = ", strftime(timezone('UTC', b.timestamp), '%Y-%m-%d') AS date" if spec.by_date else ""
+        columns = ", ".join(f"b.{c}" for c in spec.schema.names)
         fresh = (
-            f"SELECT b.*{date_col} FROM batch b {not_existing} "
+            f"SELECT {columns}{date_col} FROM {relation} b {not_existing} "
             f"QUALIFY row_number() OVER (PARTITION BY {', '.join('b.' + k for k in spec.key)}) = 1"
         )
         target = self.root / spec.name
@@ -139,7 +158,6 @@ class Lake:
         else:
             copy = f"COPY ({fresh}) TO '{target / f'part-{uuid.uuid4()}.parquet'}' (FORMAT parquet, RETURN_FILES true)"
         n_rows, paths = con.execute(copy).fetchone()  # type: ignore[misc]
-        con.unregister("batch")
         now = datetime.now(UTC)
         records = []
         for path in paths or []:
@@ -157,13 +175,15 @@ class Lake:
                     "created_at": now,
                 }
             )
-        return records, int(n_rows)
+        return records, int(n_rows), int(n_in)
 
-    def _existing_files(self, con: duckdb.DuckDBPyConnection, spec: TableSpec, snapshot: LakeSnapshot) -> list[str]:
+    def _existing_files(
+        self, con: duckdb.DuckDBPyConnection, spec: TableSpec, relation: str, snapshot: LakeSnapshot
+    ) -> list[str]:
         paths = snapshot.paths(spec.name)
         if spec.name != "events" or not paths:
             return list(paths)
-        low, high = con.execute("SELECT min(timestamp)::DATE, max(timestamp)::DATE FROM batch").fetchone()  # type: ignore[misc]
+        low, high = con.execute(f"SELECT min(timezone('UTC', timestamp))::DATE, max(timezone('UTC', timestamp))::DATE FROM {relation}").fetchone()  # type: ignore[misc]
         low, high = low - EVENT_DEDUP_WINDOW, high + EVENT_DEDUP_WINDOW
         return [p for p in paths if low <= _partition_date(p) <= high]
 

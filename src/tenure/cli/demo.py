@@ -1,0 +1,51 @@
+"""``tenure demo``: the whole pipeline on a generated shop, ending in a summary."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from tenure.cli._common import console, failing_cleanly, key_value_table, progress_bar
+from tenure.ingest.importer import import_file
+from tenure.overview import workspace_overview
+from tenure.profiles import person_profile
+from tenure.workspace import Workspace
+
+
+def demo(
+    directory: Annotated[Path, typer.Argument(help="Workspace folder to (re)create the demo in.")] = Path("demo-workspace"),
+    users: Annotated[int, typer.Option(help="Users in the sample shop.")] = 5000,
+    days: Annotated[int, typer.Option(help="Days of history.")] = 365,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 7,
+) -> None:
+    """Generate the sample shop, import it into a workspace and summarise what Tenure sees."""
+    from tenure.sample import write_sample
+
+    with failing_cleanly(), Workspace.init(directory) as ws:
+        with progress_bar("generating sample shop") as update:
+            files = write_sample(directory / "sample", users=users, days=days, seed=seed, progress=update)
+        for path, kind in ((files.items, "items"), (files.users, "users"), (files.events, "events")):
+            with progress_bar(f"importing {kind}") as update:
+                summary = import_file(ws, path, kind, progress=update)  # type: ignore[arg-type]
+            console.print(
+                f"imported {kind}: {summary.imported:,} new, {summary.duplicates:,} already there, "
+                f"{summary.quarantined:,} quarantined"
+            )
+        ws.lake.compact(ws.settings.compact_min_files)
+        overview = workspace_overview(ws)
+        top = overview.pop("top_events")
+        console.print(key_value_table("sample shop", overview))
+        console.print(key_value_table("top events", {r["name"]: r["count"] for r in top}))
+        merged = ws.engine().tables().identity_map
+        example = merged.group_by("person_id").aggregate(n=merged.count()).order_by(lambda t: t.n.desc()).limit(1).execute()
+        if not example.empty:
+            p = person_profile(ws, str(example["person_id"].iloc[0]))
+            console.print(
+                key_value_table(
+                    f"an example profile: {p.person_id}",
+                    {"ids": ", ".join(p.identifiers), "events": p.events, "orders": p.orders, "revenue": p.revenue},
+                )
+            )
+    console.print(f"workspace: [bold]{directory}[/bold] (try `tenure status -w {directory}`)")
