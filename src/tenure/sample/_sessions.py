@@ -89,6 +89,14 @@ def _spread(
     return grp, pos
 
 
+def _group_cumsum(values: NDArray[np.float64], counts: NDArray[np.int64]) -> NDArray[np.float64]:
+    """Cumulative sums restarting at each group of ``counts`` consecutive values."""
+    cum = np.cumsum(values)
+    ends = np.cumsum(counts)
+    totals = np.concatenate([[0.0], cum])[ends - counts]  # sum of everything before each group
+    return cum - np.repeat(totals, counts)
+
+
 def _failures(rng: np.random.Generator, n: int, params: SampleParams) -> tuple[NDArray[np.int64], ...]:
     """Depth, views and adds of ``n`` sessions that did not order."""
     depth = rng.choice(3, size=n, p=np.asarray(params.failure_depths())) + 1
@@ -147,22 +155,16 @@ def layout_sessions(
     gone = np.flatnonzero(hist.dropout_op < op_end)
     m = rng.poisson(1.5, len(gone))
     who = np.repeat(gone, m)
-    steps = GAP + rng.exponential(15.0, len(who))
-    starts = np.cumsum(m) - m
-    cum = np.cumsum(steps)
-    cum -= np.repeat(cum[starts] - steps[starts], m) if len(who) else 0.0
+    cum = _group_cumsum(GAP + rng.exponential(15.0, len(who)), m)
     failed(who, hist.dropout_op[who] + cum)
 
     # People who never place a first order: a few visits that thin out.
     never = np.flatnonzero(~pop.converts)
     f = 1 + rng.poisson(2.0, len(never))
     who = np.repeat(never, f)
-    steps = np.where(np.arange(len(who)) == np.repeat(np.cumsum(f) - f, f), 0.0,
-                     GAP + rng.exponential(12.0, len(who)))
-    starts = np.cumsum(f) - f
-    cum = np.cumsum(steps)
-    cum -= np.repeat(cum[starts], f)
-    rank = np.arange(len(who)) - np.repeat(starts, f)
+    rank = np.arange(len(who)) - np.repeat(np.cumsum(f) - f, f)
+    steps = np.where(rank == 0, 0.0, GAP + rng.exponential(12.0, len(who)))
+    cum = _group_cumsum(steps, f)
     signup_rank = np.repeat(rng.integers(0, f), f)
     depth, views, adds = _failures(rng, len(who), params)
     add(who, pop.acq_op[who] + cum, depth=depth, n_views=views, n_adds=adds,

@@ -1,0 +1,95 @@
+"""Shared fixtures: workspaces on SQLite and on a real PostgreSQL server the suite starts."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from tenure import Workspace
+
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+WRITE_KEY = "test-write-key"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """A throwaway PostgreSQL server on a free port; yields its base URL."""
+    if not (PG_BIN / "initdb").exists():
+        pytest.fail("PostgreSQL is not installed: run `apt-get install -y postgresql` (.ci/run does)")
+    base = Path(tempfile.mkdtemp(prefix="tenure-pg-"))
+    port = free_port()
+    as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    if as_postgres:
+        shutil.chown(base, "postgres")
+    data = base / "data"
+    subprocess.run([*as_postgres, PG_BIN / "initdb", "-D", data, "-A", "trust", "-U", "tenure"], check=True, capture_output=True)
+    options = f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=on"
+    subprocess.run(
+        [*as_postgres, PG_BIN / "pg_ctl", "-D", data, "-o", options, "-l", base / "log", "-w", "start"],
+        check=True,
+        capture_output=True,
+    )
+    try:
+        yield f"postgresql://tenure@127.0.0.1:{port}"
+    finally:
+        subprocess.run([*as_postgres, PG_BIN / "pg_ctl", "-D", data, "-m", "fast", "stop"], capture_output=True)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def state_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The state DB URL for each backend; a fresh database per test."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'state.db'}"
+    server = request.getfixturevalue("postgres_server")
+    name = "t_" + uuid.uuid4().hex[:12]
+    with psycopg.connect(f"{server}/postgres", autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    return f"{server}/{name}"
+
+
+def make_workspace(root: Path, state_url: str | None = None) -> Workspace:
+    """An initialised workspace with the test write key, optionally on another state DB."""
+    root.mkdir(parents=True, exist_ok=True)
+    text = (root / "tenure.toml").read_text() if (root / "tenure.toml").exists() else None
+    if text is None:
+        from tenure.config import default_settings_text
+
+        text = default_settings_text()
+        if state_url:
+            text = text.replace('url = "sqlite:///state.db"', f'url = "{state_url}"')
+        (root / "tenure.toml").write_text(text)
+    ws = Workspace(root)
+    if not ws.keys.verify(WRITE_KEY):
+        ws.keys.create("write", "tests", key=WRITE_KEY)
+    return ws
+
+
+@pytest.fixture
+def workspace(tmp_path: Path, state_url: str) -> Iterator[Workspace]:
+    """A workspace on each state backend."""
+    ws = make_workspace(tmp_path / "ws", state_url)
+    yield ws
+    ws.close()
+
+
+@pytest.fixture
+def sqlite_workspace(tmp_path: Path) -> Iterator[Workspace]:
+    ws = make_workspace(tmp_path / "ws")
+    yield ws
+    ws.close()
