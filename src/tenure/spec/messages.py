@@ -123,7 +123,7 @@ def _merged_context(raw: dict[str, Any], defaults: dict[str, Any] | None) -> dic
 
 def _add_type_fields(record: dict[str, Any], raw: dict[str, Any], kind: str) -> None:
     if kind == "track":
-        record["event"] = _required_string(raw, "event")
+        record["event"] = _required_string(raw, "event", numbers_ok=False)
     elif kind in ("page", "screen"):
         name = raw.get("name")
         if name is not None and not isinstance(name, str):
@@ -139,9 +139,10 @@ def _add_type_fields(record: dict[str, Any], raw: dict[str, Any], kind: str) -> 
         record["traits"] = (raw.get("context") or {}).get("traits") or {}
 
 
-def _required_string(raw: dict[str, Any], field: str) -> str:
+def _required_string(raw: dict[str, Any], field: str, *, numbers_ok: bool = True) -> str:
+    """A required non-empty string; ids may arrive as numbers, as the SDKs allow."""
     value = raw.get(field)
-    if isinstance(value, int) and not isinstance(value, bool):
+    if numbers_ok and isinstance(value, int) and not isinstance(value, bool):
         value = str(value)
     if not isinstance(value, str) or not value.strip():
         raise ValidationError(field, "is required and must be a non-empty string")
