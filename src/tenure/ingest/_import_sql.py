@@ -43,9 +43,15 @@ class _Columns:
     def source(self, target: str) -> str | None:
         return self.mapping.get(target)
 
+    def _as_text(self, src: str) -> str:
+        # JSON Lines columns arrive as JSON values: a string must lose its quotes.
+        if self.types.get(src) == "JSON":
+            return f"json_extract_string({quote(src)}, '$')"
+        return f"CAST({quote(src)} AS VARCHAR)"
+
     def text(self, target: str) -> str:
         src = self.source(target)
-        return "NULL::VARCHAR" if src is None else f"NULLIF(trim(CAST({quote(src)} AS VARCHAR)), '')"
+        return "NULL::VARCHAR" if src is None else f"NULLIF(trim({self._as_text(src)}), '')"
 
     def number(self, target: str, kind: str = "DOUBLE") -> str:
         return f"TRY_CAST({self.text(target)} AS {kind})"
@@ -57,7 +63,7 @@ class _Columns:
         col, kind = quote(src), self.types.get(src, "VARCHAR")
         if kind.startswith(_NUMERIC):  # epoch seconds, or milliseconds when that large
             return f"to_timestamp(CASE WHEN {col} > 1e11 THEN {col} / 1000 ELSE {col} END)"
-        return f"TRY_CAST({col} AS TIMESTAMPTZ)"
+        return f"TRY_CAST({self._as_text(src)} AS TIMESTAMPTZ)"
 
     def json(self, target: str, *, extras: bool) -> str:
         """A JSON object column; with ``extras`` and no such column, the unmapped columns."""
@@ -65,7 +71,7 @@ class _Columns:
         if src is not None:
             if self.types.get(src, "VARCHAR") == "VARCHAR":
                 return f"NULLIF(trim({quote(src)}), '')"
-            return f"to_json({quote(src)})::VARCHAR"
+            return f"NULLIF(to_json({quote(src)})::VARCHAR, 'null')"
         rest = [c for c in self.types if c not in set(self.mapping.values())]
         if not extras or not rest:
             return "NULL::VARCHAR"

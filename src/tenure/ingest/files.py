@@ -51,7 +51,7 @@ def load_raw(con: duckdb.DuckDBPyConnection, path: Path, fmt: FileFormat) -> lis
     readers = {
         "csv": "read_csv(?, all_varchar=true, header=true)",
         "parquet": "read_parquet(?)",
-        "jsonl": "read_json(?, format='newline_delimited')",
+        "jsonl": "read_json(?, format='newline_delimited', maximum_depth=1)",  # nested objects stay JSON
     }
     try:
         con.execute(f"CREATE OR REPLACE TABLE raw AS SELECT * FROM {readers[fmt]}", [str(path)])

@@ -113,28 +113,32 @@ def pick_items(
     user_factors: NDArray[np.float64],
     user_affinity: NDArray[np.float64],
     users: NDArray[np.int64],
-    n_cand: int,
-    chunk: int = 200_000,
+    pool_size: int,
 ) -> NDArray[np.int64]:
     """One item per entry of ``users``, drawn from softmax(popularity + u.v + affinity[category]).
 
-    Sampling-importance-resampling: candidates come from the popularity distribution and one
-    is kept by Gumbel-max on the preference term, which approaches the softmax target as the
-    number of candidates grows, without scoring the whole catalogue per draw.
+    Sampling-importance-resampling: each person gets a pool of ``pool_size`` candidates drawn
+    by popularity, weighted by ``exp(u.v + affinity)``; every draw picks from the pool by
+    weight. This approaches the softmax target as the pool grows, costs O(people x pool)
+    scoring instead of O(draws x catalogue), and makes people revisit favourite items.
     """
-    pop = np.exp(cat.popularity - cat.popularity.max())
-    cdf = np.cumsum(pop)
-    cdf /= cdf[-1]
-    out = np.empty(len(users), dtype=np.int64)
-    for lo in range(0, len(users), chunk):
-        u = users[lo:lo + chunk]
-        cand = np.searchsorted(cdf, rng.random((len(u), n_cand)), side="right")
-        cand = np.minimum(cand, cat.size - 1)
-        score = np.einsum("nk,nck->nc", user_factors[u], cat.factors[cand])
-        score += user_affinity[u[:, None], cat.category[cand]]
-        score += rng.gumbel(size=score.shape)
-        out[lo:lo + chunk] = cand[np.arange(len(u)), score.argmax(axis=1)]
-    return out
+    n_people = len(user_factors)
+    weights = np.exp(cat.popularity - cat.popularity.max())
+    # An urn of 2**20 slots, filled in proportion to popularity: drawing is one gather.
+    slots = np.floor(np.cumsum(weights) / weights.sum() * (1 << 20)).astype(np.int64)
+    urn = np.repeat(np.arange(cat.size), np.diff(np.concatenate([[0], slots])))
+    pool = urn[rng.integers(0, len(urn), (n_people, pool_size))]
+    score = np.einsum("nk,nck->nc", user_factors, cat.factors[pool])
+    score += np.take_along_axis(user_affinity, cat.category[pool], axis=1)
+    w = np.exp(score - score.max(axis=1, keepdims=True))
+    cdf = np.cumsum(w, axis=1)
+    cdf /= cdf[:, -1:]
+    cdf[:, -1] = 1.0
+    # Person i's CDF shifted by i makes one increasing array: a draw is one searchsorted.
+    flat = (cdf + np.arange(n_people)[:, None]).ravel()
+    pos = np.searchsorted(flat, users + rng.random(len(users)), side="right")
+    pos = np.minimum(pos, users * pool_size + pool_size - 1)
+    return pool.ravel()[pos]
 
 
 def preference(

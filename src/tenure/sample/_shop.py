@@ -140,5 +140,5 @@ _NOTES = {
     "funnel": "Within completed purchase cycles the session step rates equal the configured "
               "rates in expectation; sessions after a person's last order only ever fail.",
     "preferences": "Viewed items ~ softmax(popularity + user_factors . item_factors + "
-                   "category affinity), sampled by importance resampling over sir_candidates.",
+                   "category affinity), sampled by importance resampling from a per-person pool of sir_candidates items drawn by popularity.",
 }
