@@ -31,7 +31,7 @@ def open_workspace(path: Path) -> Iterator[Workspace]:
         with Workspace(path) as ws:
             yield ws
     except TenureError as exc:
-        err_console.print(f"[red]error:[/red] {exc}")
+        err_console.print(f"[red]error:[/red] {exc}", soft_wrap=True)
         raise typer.Exit(1) from None
 
 
@@ -40,7 +40,7 @@ def failing_cleanly() -> Iterator[None]:
     try:
         yield
     except TenureError as exc:
-        err_console.print(f"[red]error:[/red] {exc}")
+        err_console.print(f"[red]error:[/red] {exc}", soft_wrap=True)
         raise typer.Exit(1) from None
 
 

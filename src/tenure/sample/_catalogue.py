@@ -113,32 +113,43 @@ def pick_items(
     user_factors: NDArray[np.float64],
     user_affinity: NDArray[np.float64],
     users: NDArray[np.int64],
-    pool_size: int,
+    cells_per_chunk: int = 8_000_000,
 ) -> NDArray[np.int64]:
-    """One item per entry of ``users``, drawn from softmax(popularity + u.v + affinity[category]).
+    """One item per entry of ``users``, drawn exactly from softmax(popularity + u.v + affinity).
 
-    Sampling-importance-resampling: each person gets a pool of ``pool_size`` candidates drawn
-    by popularity, weighted by ``exp(u.v + affinity)``; every draw picks from the pool by
-    weight. This approaches the softmax target as the pool grows, costs O(people x pool)
-    scoring instead of O(draws x catalogue), and makes people revisit favourite items.
+    People are scored against the whole catalogue a block at a time with one matrix product
+    (affinity and popularity ride along as extra columns); the block's unnormalised weights
+    are cumulated as one flat array, in which person ``i`` owns one interval, so all of the
+    block's draws are a single ``searchsorted``.
     """
-    n_people = len(user_factors)
-    weights = np.exp(cat.popularity - cat.popularity.max())
-    # An urn of 2**20 slots, filled in proportion to popularity: drawing is one gather.
-    slots = np.floor(np.cumsum(weights) / weights.sum() * (1 << 20)).astype(np.int64)
-    urn = np.repeat(np.arange(cat.size), np.diff(np.concatenate([[0], slots])))
-    pool = urn[rng.integers(0, len(urn), (n_people, pool_size))]
-    score = np.einsum("nk,nck->nc", user_factors, cat.factors[pool])
-    score += np.take_along_axis(user_affinity, cat.category[pool], axis=1)
-    w = np.exp(score - score.max(axis=1, keepdims=True))
-    cdf = np.cumsum(w, axis=1)
-    cdf /= cdf[:, -1:]
-    cdf[:, -1] = 1.0
-    # Person i's CDF shifted by i makes one increasing array: a draw is one searchsorted.
-    flat = (cdf + np.arange(n_people)[:, None]).ravel()
-    pos = np.searchsorted(flat, users + rng.random(len(users)), side="right")
-    pos = np.minimum(pos, users * pool_size + pool_size - 1)
-    return pool.ravel()[pos]
+    order = np.argsort(users, kind="stable")
+    sorted_users = users[order]
+    out = np.empty(len(users), dtype=np.int64)
+    n_people, n_items = len(user_factors), cat.size
+    n_cat = user_affinity.shape[1]
+    left = np.hstack([user_factors, user_affinity, np.ones((n_people, 1))]).astype(np.float32)
+    right = np.hstack([cat.factors, np.eye(n_cat)[cat.category], cat.popularity[:, None]])
+    right = np.ascontiguousarray(right.T.astype(np.float32))
+    block = max(1, cells_per_chunk // n_items)
+    bounds = np.searchsorted(sorted_users, np.arange(0, n_people + block, block))
+    for b, p0 in enumerate(range(0, n_people, block)):
+        lo, hi = bounds[b], bounds[b + 1]
+        if lo == hi:
+            continue
+        weight = left[p0:p0 + block] @ right
+        top = float(weight.max())
+        if top > 60.0:  # keep exp() finite in float32
+            weight -= top - 60.0
+        np.exp(weight, out=weight)
+        cum = np.cumsum(weight.ravel(), dtype=np.float64)
+        row_end = cum[n_items - 1::n_items]
+        row_start = np.concatenate([[0.0], row_end[:-1]])
+        who = sorted_users[lo:hi] - p0
+        target = row_start[who] + rng.random(hi - lo) * (row_end[who] - row_start[who])
+        pos = np.searchsorted(cum, target, side="right")
+        pos = np.clip(pos, who * n_items, who * n_items + n_items - 1)
+        out[order[lo:hi]] = pos - who * n_items
+    return out
 
 
 def preference(

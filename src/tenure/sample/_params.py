@@ -62,7 +62,6 @@ class SampleParams:
     # Preferences.
     n_factors: int = 8
     factor_scale: float = 0.75
-    sir_candidates: int = 64  # per-person candidate pool for preference sampling
 
     def __post_init__(self) -> None:
         for name in ("view_to_add", "add_to_checkout", "checkout_to_order", "signup_rate",

@@ -73,8 +73,7 @@ def write_sample(
     fv = first_visits(rng, pop, cal.op_end, params)
     hist = simulate_bgnbd(rng, pop.lam, pop.p_drop, fv.t_first, cal.op_end)
     sess = layout_sessions(rng, pop, fv, hist, cal.op_end, params)
-    view_items = pick_items(rng, cat, pop.factors, pop.affinity, np.repeat(sess.person, sess.n_views),
-                            params.sir_candidates)
+    view_items = pick_items(rng, cat, pop.factors, pop.affinity, np.repeat(sess.person, sess.n_views))
     offset, items = order_lines(sess, view_items, len(hist.person))
     book = price_orders(rng, pop, cat, hist.person, offset, items, params)
     after = after_sales(rng, pop, cat, hist, book, cal.op_end, params)
@@ -140,5 +139,5 @@ _NOTES = {
     "funnel": "Within completed purchase cycles the session step rates equal the configured "
               "rates in expectation; sessions after a person's last order only ever fail.",
     "preferences": "Viewed items ~ softmax(popularity + user_factors . item_factors + "
-                   "category affinity), sampled by importance resampling from a per-person pool of sir_candidates items drawn by popularity.",
+                   "category affinity), sampled exactly.",
 }
