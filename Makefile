@@ -6,7 +6,7 @@ DEMO_DIR ?= demo-workspace
 DEMO_USERS ?= 5000
 DEMO_DAYS ?= 365
 
-.PHONY: demo test venv dev clean bench
+.PHONY: demo test lint venv dev clean bench
 
 $(BIN)/tenure: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,8 +24,12 @@ dev: $(VENV)/.dev
 demo: $(BIN)/tenure
 	$(BIN)/tenure demo $(DEMO_DIR) --users $(DEMO_USERS) --days $(DEMO_DAYS)
 
-test: $(VENV)/.dev
+test: lint
 	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
+
+lint: $(VENV)/.dev
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/mypy
 
 bench: $(VENV)/.dev
 	$(BIN)/python benchmarks/run_all.py

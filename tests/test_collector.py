@@ -14,10 +14,10 @@ from pathlib import Path
 import httpx
 import orjson
 import pytest
-from segment.analytics.client import Client
-
 from conftest import WRITE_KEY, make_workspace
+from segment.analytics.client import Client
 from servers import Collector
+
 from tenure import Workspace
 
 pytestmark = pytest.mark.slow

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
@@ -59,7 +59,7 @@ def progress_bar(description: str) -> Iterator[Any]:
         yield update
 
 
-def key_value_table(title: str, rows: dict[str, Any]) -> Table:
+def key_value_table(title: str, rows: Mapping[str, Any]) -> Table:
     table = Table(title=title, show_header=False, title_justify="left")
     table.add_column(style="bold")
     table.add_column()

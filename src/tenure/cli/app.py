@@ -97,7 +97,7 @@ def import_command(
             summary = import_file(
                 ws, file, kind, mapping=mapping, fmt=fmt, timezone=timezone, progress=update  # type: ignore[arg-type]
             )
-        rows = {
+        rows: dict[str, object] = {
             "rows read": summary.rows,
             "imported": summary.imported,
             "duplicates": summary.duplicates,

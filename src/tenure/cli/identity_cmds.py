@@ -23,7 +23,7 @@ def links(identifier: str, workspace: WorkspaceOption = Path(".")) -> None:
             table.add_column(column)
         for link in ws.identity.links_of(person):
             table.add_row(
-                str(link["id"]), link["id_a"], link["id_b"], link["kind"], str(link["message_id"]),
+                str(link["id"]), str(link["id_a"]), str(link["id_b"]), str(link["kind"]), str(link["message_id"]),
                 str(link["linked_at"]), "yes" if link["active"] else f"undone {link['unmerged_at']}",
             )
         console.print(table)

@@ -25,6 +25,7 @@ from tenure.errors import NotFoundError
 from tenure.store.state import StateDB, identity_links, identity_map
 
 _CHUNK = 900  # stay under SQLite's bound-parameter limit
+_Candidate = tuple[tuple[datetime, str], str]  # ((linked_at, user side), canonical id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,9 +120,9 @@ class IdentityGraph:
             uf.union(ln.user_side, ln.other)
         earliest = {p: self._earliest_link(conn, p) for p in persons}
         for component in uf.components().values():
-            candidates = [earliest[p] for p in persons.intersection(component) if earliest[p]]
+            candidates: list[_Candidate] = [c for p in persons.intersection(component) if (c := earliest[p])]
             candidates += [(ln.rank, ln.user_side) for ln in fresh if ln.user_side in component]
-            winner = min(candidates)[1]  # type: ignore[type-var]
+            winner = min(candidates)[1]
             self._assign(conn, component, winner, members)
         return len(fresh)
 
@@ -140,7 +141,7 @@ class IdentityGraph:
             known.update((a, b) for a, b in rows)
         return [ln for pair, ln in unique.items() if pair not in known]
 
-    def _earliest_link(self, conn: Connection, person: str) -> tuple[tuple[datetime, str], str] | None:
+    def _earliest_link(self, conn: Connection, person: str) -> _Candidate | None:
         row = conn.execute(
             sa.select(identity_links.c.linked_at, identity_links.c.id_a)
             .where(identity_links.c.active & ((identity_links.c.id_a == person) | (identity_links.c.id_b == person)))
@@ -256,7 +257,7 @@ def _members_of(conn: Connection, persons: set[str]) -> dict[str, str]:
 
 def _active_links_among(conn: Connection, ids: set[str]) -> list[tuple[str, str, datetime]]:
     ordered = sorted(ids)
-    out = []
+    out: list[tuple[str, str, datetime]] = []
     for start in range(0, len(ordered), _CHUNK):
         rows = conn.execute(
             sa.select(identity_links.c.id_a, identity_links.c.id_b, identity_links.c.linked_at).where(

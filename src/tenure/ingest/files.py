@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
 import duckdb
 import orjson
-import tomllib
 
 from tenure.errors import ValidationError
 

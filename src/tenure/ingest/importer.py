@@ -24,7 +24,13 @@ from tenure.errors import ValidationError
 from tenure.identity import Link
 from tenure.ingest import _import_sql as sql
 from tenure.ingest.batches import OrderRows
-from tenure.ingest.files import FileFormat, detect_format, load_raw, resolve_mapping, write_quarantine
+from tenure.ingest.files import (
+    FileFormat,
+    detect_format,
+    load_raw,
+    resolve_mapping,
+    write_quarantine,
+)
 from tenure.spec.ecommerce import ORDER_EVENTS
 from tenure.workspace import Workspace
 

@@ -16,11 +16,10 @@ from numpy.typing import NDArray
 
 from tenure.sample._calendar import US_PER_DAY, Calendar
 from tenure.sample._catalogue import BRANDS, CATEGORY_NAMES, Catalogue
-from tenure.sample._events import IDENTIFY, EventTable
+from tenure.sample._events import ALIAS, IDENTIFY, EventTable
 from tenure.sample._params import CHANNELS, COUNTRIES, SampleParams
 from tenure.sample._population import Population
 from tenure.sample._purchases import AfterSales, OrderBook, PurchaseHistory
-from tenure.sample._sessions import Sessions
 
 TS = pa.timestamp("us", tz="UTC")
 FAR_FUTURE_DAYS = 36_500.0  # dropout times further out than this are reported as null
@@ -118,13 +117,16 @@ def users_table(pop: Population, facts: PersonFacts, uid: list[str], names: list
 
 
 def ground_truth_users(
-    pop: Population, facts: PersonFacts, sess: Sessions, hist: PurchaseHistory, book: OrderBook,
+    pop: Population, facts: PersonFacts, ev: EventTable, hist: PurchaseHistory, book: OrderBook,
     after: AfterSales, cal: Calendar, start_us: int, uid: list[str], params: SampleParams,
 ) -> pa.Table:
     """One row per person, including those who never signed up (keyed by their anonymous id)."""
     n = pop.size
-    used = np.zeros((n, 2), dtype=bool)
-    used[sess.person, sess.device] = True
+    used = np.zeros((n, 2), dtype=bool)  # ids seen in events, as anonymous_id or alias previous_id
+    has = ev.device >= 0
+    used[ev.person[has], ev.device[has]] = True
+    alias = ev.kind == ALIAS
+    used[ev.person[alias], 1 - ev.device[alias]] = True
     anon_lists = [[pop.anon_ids[2 * i + d] for d in (0, 1) if used[i, d]] for i in range(n)]
     signed = facts.signed_up
     user_id = [uid[i] if signed[i] else pop.anon_ids[2 * i] for i in range(n)]
@@ -160,6 +162,7 @@ def ground_truth_users(
         "revenue_usd": pa.array(np.round(revenue, 2)),
         "refunded_usd": pa.array(np.round(refunded, 2)),
         "user_factors": _factors(pop.factors),
+        "category_affinity": _factors(pop.affinity),
     })
 
 

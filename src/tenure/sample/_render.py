@@ -20,8 +20,19 @@ import pyarrow.parquet as pq
 from numpy.typing import NDArray
 
 from tenure.sample._catalogue import BRANDS, CATEGORY_NAMES, Catalogue
-from tenure.sample._events import (ADDED, ALIAS, CHECKOUT, IDENTIFY, ORDER, PAGE, REFUND, REVIEW, VIEWED,
-                                   Carts, EventTable)
+from tenure.sample._events import (
+    ADDED,
+    ALIAS,
+    CHECKOUT,
+    IDENTIFY,
+    ORDER,
+    PAGE,
+    REFUND,
+    REVIEW,
+    VIEWED,
+    Carts,
+    EventTable,
+)
 from tenure.sample._params import CHANNEL_CAMPAIGNS, CHANNELS
 from tenure.sample._purchases import AfterSales, OrderBook
 

@@ -13,10 +13,18 @@ import numpy as np
 import pyarrow as pa
 
 from tenure.sample._calendar import Calendar
-from tenure.sample._catalogue import catalogue_size, make_catalogue, pick_items
+from tenure.sample._catalogue import CATEGORY_NAMES, catalogue_size, make_catalogue, pick_items
 from tenure.sample._events import ORDER, build_events, make_carts, order_lines
-from tenure.sample._files import (SampleFiles, ground_truth_items, ground_truth_users, items_table,
-                                  person_facts, users_table, write_params, write_table)
+from tenure.sample._files import (
+    SampleFiles,
+    ground_truth_items,
+    ground_truth_users,
+    items_table,
+    person_facts,
+    users_table,
+    write_params,
+    write_table,
+)
 from tenure.sample._params import CHANNELS, COUNTRIES, SampleParams
 from tenure.sample._population import make_population, names_and_emails, user_ids
 from tenure.sample._purchases import after_sales, price_orders, simulate_bgnbd
@@ -103,7 +111,7 @@ def write_sample(
     write_table(users_table(pop, facts, uid, names, emails), users_path, fmt)
     write_table(items_table(cat), items_path, fmt)
     gt = out_dir / "ground_truth"
-    write_table(ground_truth_users(pop, facts, sess, hist, book, after, cal, start_us, uid, params),
+    write_table(ground_truth_users(pop, facts, ev, hist, book, after, cal, start_us, uid, params),
                 gt / "users.parquet", "parquet")
     write_table(ground_truth_items(cat), gt / "items.parquet", "parquet")
     n_signed = int(facts.signed_up.sum())
@@ -114,6 +122,7 @@ def write_sample(
                    "checkout_to_order": params.checkout_to_order},
         "currency_rates_to_usd": {"USD": 1.0, "EUR": params.eur_usd},
         "seasonality": cal.profile(),
+        "categories": list(CATEGORY_NAMES),
         "counts": {"events": len(ev.ts), "orders": len(hist.person), "sessions": sess.size,
                    "signed_up_users": n_signed, "refunds": len(after.refund_order),
                    "reviews": len(after.review_item)},
@@ -139,5 +148,5 @@ _NOTES = {
     "funnel": "Within completed purchase cycles the session step rates equal the configured "
               "rates in expectation; sessions after a person's last order only ever fail.",
     "preferences": "Viewed items ~ softmax(popularity + user_factors . item_factors + "
-                   "category affinity), sampled exactly.",
+                   "category affinity), sampled exactly; category_affinity is in the order of 'categories'.",
 }

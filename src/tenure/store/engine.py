@@ -13,6 +13,7 @@ import ibis.expr.types as ir
 import pyarrow as pa
 import sqlalchemy as sa
 
+from tenure.spec.ecommerce import FUNNEL_EVENTS
 from tenure.store.lake import Lake, LakeSnapshot
 from tenure.store.schemas import TABLES
 from tenure.store.state import StateDB, identity_map
@@ -46,7 +47,7 @@ class DuckDBEngine:
         snapshot = snapshot or self.lake.snapshot()
         raw = {name: self._raw_table(name, snapshot) for name in TABLES}
         ids = self.con.create_table("identity_map", self._identity_arrow(), temp=True, overwrite=True)
-        events = _attribute(raw["events"], ids)
+        events = _with_funnel_step(_attribute(raw["events"], ids))
         orders = _attribute(raw["orders"], ids)
         return LakeTables(
             events=events,
@@ -107,6 +108,12 @@ def _attribute(table: ir.Table, ids: ir.Table) -> ir.Table:
     )
     person = ibis.coalesce(joined._user_person, joined.user_id, joined._anon_person, joined.anonymous_id)
     return joined.mutate(person_id=person).drop("_user_key", "_user_person", "_anon_key", "_anon_person")
+
+
+def _with_funnel_step(events: ir.Table) -> ir.Table:
+    """``funnel_step``: 1-4 for the e-commerce funnel events, null for anything else."""
+    steps = [(events.event == name, position) for position, name in enumerate(FUNNEL_EVENTS, start=1)]
+    return events.mutate(funnel_step=ibis.cases(*steps, else_=ibis.null("int8")))
 
 
 def _attach_person(table: ir.Table, orders: ir.Table) -> ir.Table:
