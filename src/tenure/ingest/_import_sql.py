@@ -15,7 +15,7 @@ from tenure.spec.messages import MESSAGE_TYPES
 
 TARGETS: Mapping[str, tuple[str, ...]] = {
     "events": (
-        "message_id", "type", "event", "user_id", "anonymous_id", "previous_id", "group_id",
+        "message_id", "type", "event", "name", "user_id", "anonymous_id", "previous_id", "group_id",
         "timestamp", "properties", "traits", "context",
     ),
     "orders": (
@@ -130,7 +130,8 @@ def _events(c: _Columns, latest: datetime) -> str:
     CREATE OR REPLACE TABLE mapped AS
     WITH m AS (
         SELECT rowid + 1 AS _row, {c.text('message_id')} AS _message_id,
-               coalesce(lower({c.text('type')}), 'track') AS type, {c.text('event')} AS event,
+               coalesce(lower({c.text('type')}), 'track') AS type,
+               coalesce({c.text('event')}, {c.text('name')}) AS event,  -- track's event, page/screen's name
                {c.text('user_id')} AS user_id, {c.text('anonymous_id')} AS anonymous_id,
                {c.text('previous_id')} AS previous_id, {c.text('group_id')} AS group_id,
                {c.text('timestamp')} AS _timestamp_text, {c.timestamp('timestamp')} AS timestamp,

@@ -21,7 +21,7 @@ ALIASES: Mapping[str, tuple[str, ...]] = {
     "anonymous_id": ("anonymousId", "anonymous_id", "device_id"),
     "previous_id": ("previousId", "previous_id"),
     "group_id": ("groupId", "group_id"),
-    "event": ("event", "event_name", "name"),
+    "event": ("event", "event_name"),
     "timestamp": ("timestamp", "originalTimestamp", "event_time", "time", "created_at", "date"),
     "item_id": ("item_id", "product_id", "sku"),
     "order_id": ("order_id", "orderId"),
