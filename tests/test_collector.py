@@ -14,11 +14,12 @@ from pathlib import Path
 import httpx
 import orjson
 import pytest
-from conftest import WRITE_KEY, make_workspace
 from segment.analytics.client import Client
-from servers import Collector
 
 from tenure import Workspace
+
+from conftest import WRITE_KEY, make_workspace
+from servers import Collector
 
 pytestmark = pytest.mark.slow
 AUTH = (WRITE_KEY, "")

@@ -164,7 +164,7 @@ def test_orders_file_with_lines(workspace: Workspace, tmp_path: Path) -> None:
     assert orders.loc["o1", "revenue"] == pytest.approx(40)  # total - shipping
     assert orders.loc["o2", "revenue"] == pytest.approx(15 * workspace.currencies.rate("GBP"))  # sum of lines
     items = lake(workspace, "order_items")
-    assert sorted(zip(items["order_id"], items["product_id"], items["quantity"])) == [("o1", "p1", 2), ("o1", "p2", 1), ("o2", "p3", 2)]
+    assert sorted(zip(items["order_id"], items["product_id"], items["quantity"], strict=True)) == [("o1", "p1", 2), ("o1", "p2", 1), ("o2", "p3", 2)]
     assert import_file(workspace, path, "orders").imported == 0
     assert len(lake(workspace, "order_items")) == 3
 

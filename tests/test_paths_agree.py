@@ -10,10 +10,11 @@ import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import make_workspace
 from tenure.ingest.batches import build_batch
 from tenure.ingest.collector import parse_request
 from tenure.ingest.importer import import_file
+
+from conftest import make_workspace
 
 T0 = datetime(2025, 4, 1, tzinfo=UTC)
 ids = st.sampled_from(["u1", "u2", "a1", "a2", None])

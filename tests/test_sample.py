@@ -18,13 +18,14 @@ import tenure.sample
 from tenure.sample import SampleFiles, SampleParams, write_sample
 
 START = date(2025, 1, 1)
+SEED = 7
 EVENT_COLUMNS = ["message_id", "type", "event", "user_id", "anonymous_id", "previous_id",
                  "timestamp", "properties", "traits", "context"]
 
 
 @pytest.fixture(scope="module")
 def shop(tmp_path_factory: pytest.TempPathFactory) -> SampleFiles:
-    return write_sample(tmp_path_factory.mktemp("shop"), users=6000, days=180, seed=7, start=START)
+    return write_sample(tmp_path_factory.mktemp("shop"), users=5000, days=150, seed=SEED, start=START)
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +72,7 @@ def test_file_schemas(shop: SampleFiles, events: pd.DataFrame) -> None:
     assert schema.names == EVENT_COLUMNS
     assert schema.field("timestamp").type == pa.timestamp("us", tz="UTC")
     assert set(events.type) == {"track", "identify", "page", "alias"}
-    assert events.message_id.is_unique and events.message_id.iloc[0] == "s7-0"
+    assert events.message_id.is_unique and events.message_id.iloc[0] == f"s{SEED}-0"
     assert pq.read_schema(shop.users).names == ["user_id", "email", "name", "country", "channel", "signup_at"]
     items = pd.read_parquet(shop.items)
     assert list(items.columns) == ["item_id", "name", "category", "brand", "price", "description", "in_stock"]
@@ -94,7 +95,7 @@ def test_timestamps_sorted_and_inside_the_period(events: pd.DataFrame, truth: pd
     ts = events.timestamp
     assert ts.is_monotonic_increasing
     lo = pd.Timestamp(datetime(2025, 1, 1, tzinfo=UTC))
-    assert ts.min() >= lo and ts.max() < lo + timedelta(days=180)
+    assert ts.min() >= lo and ts.max() < lo + timedelta(days=150)
     assert (truth.acquisition_at >= lo).all()
 
 
@@ -193,7 +194,9 @@ def test_funnel_step_rates_match_configuration_within_purchase_cycles(
     df["session"] = (gap | (df.person != df.person.shift())).cumsum()
     last_order = df[df.event == "Order Completed"].groupby("person").ts.max()
     df = df[df.ts <= df.person.map(last_order)]  # completed cycles only
-    steps = df.pivot_table(index="session", columns="event", values="ts", aggfunc="size", fill_value=0) > 0
+    flags = pd.DataFrame({name: (df.event == name).to_numpy() for name in
+                          ("Product Viewed", "Product Added", "Checkout Started", "Order Completed")})
+    steps = flags.groupby(df.session.to_numpy()).any()
     viewed, added = steps["Product Viewed"], steps["Product Added"]
     checkout, ordered = steps["Checkout Started"], steps["Order Completed"]
     funnel = params["funnel"]
@@ -215,7 +218,7 @@ def _expected_repeat(t: np.ndarray, r: float, alpha: np.ndarray, a: float, b: fl
 def test_repeat_purchases_follow_the_bgnbd_expectation(truth: pd.DataFrame, params: dict[str, object]) -> None:
     pop = params["population"]
     buyers = truth[truth.n_orders > 0]
-    assert len(buyers) > 2000
+    assert len(buyers) > 1800
     alpha = buyers.channel.map(pop["channel_alpha"]).to_numpy()  # type: ignore[index]
     expected = _expected_repeat(buyers.observation_op_days.to_numpy(), pop["r"], alpha, pop["a"], pop["b"])  # type: ignore[index]
     repeat = buyers.n_orders.to_numpy() - 1
@@ -238,11 +241,12 @@ def test_latent_parameters_have_their_population_moments(truth: pd.DataFrame, pa
 
 
 def test_dropout_and_alive_flags_agree(truth: pd.DataFrame) -> None:
-    end = pd.Timestamp(datetime(2025, 1, 1, tzinfo=UTC)) + timedelta(days=180)
+    end = pd.Timestamp(datetime(2025, 1, 1, tzinfo=UTC)) + timedelta(days=150)
     buyers = truth[truth.n_orders > 0]
     assert truth.alive_at_end[truth.n_orders == 0].isna().all()
     dead = buyers[~buyers.alive_at_end.astype(bool)]
     assert (dead.dropout_at < end).all() and (dead.dropout_at >= dead.first_order_at).all()
+    assert ((dead.dropout_at > dead.first_order_at) == (dead.n_orders > 1)).all()
     alive = buyers[buyers.alive_at_end.astype(bool)]
     assert ((alive.dropout_at >= end) | alive.dropout_at.isna()).all()
     assert 0.2 < buyers.alive_at_end.astype(bool).mean() < 0.95
@@ -280,15 +284,17 @@ def test_behaviour_follows_latent_preferences(events: pd.DataFrame, shop: Sample
 def test_order_values_track_the_gamma_gamma_spend(truth: pd.DataFrame) -> None:
     frequent = truth[truth.n_orders >= 3]
     mean_value = frequent.revenue_usd / frequent.n_orders
-    assert spearmanr(mean_value, frequent.expected_order_value).statistic > 0.5
+    assert spearmanr(mean_value, frequent.expected_order_value).statistic > 0.3
 
 
 def test_weekends_and_december_are_busier(tmp_path: Path) -> None:
     files = write_sample(tmp_path, users=1500, days=365, seed=11, params=SampleParams(growth_per_year=0.0))
-    orders = pd.read_parquet(files.events, columns=["event", "timestamp"]).query("event == 'Order Completed'")
-    dec = orders.timestamp.dt.month == 12
-    jun = orders.timestamp.dt.month == 6
-    assert dec.sum() > 1.25 * jun.sum()
+    events = pd.read_parquet(files.events, columns=["event", "timestamp"])
+    orders = events[events.event == "Order Completed"]
+    assert (orders.timestamp.dt.month == 12).sum() > 1.25 * (orders.timestamp.dt.month == 6).sum()
+    landings = events[events.event.isin(["Home", "Category"])]  # one per session
+    weekend = (landings.timestamp.dt.day_of_week >= 5).mean()
+    assert weekend > 2 / 7 + 0.015, weekend
 
 
 def test_csv_output_matches_parquet_content(tmp_path: Path) -> None:

@@ -29,7 +29,8 @@ def _yearly(day_of_year: NDArray[np.float64]) -> NDArray[np.float64]:
     bump = PEAK_HEIGHT * np.exp(-0.5 * ((day_of_year - PEAK_DAY_OF_YEAR) / PEAK_WIDTH_DAYS) ** 2)
     full_year = np.arange(365.0)
     norm = 1.0 + PEAK_HEIGHT * np.exp(-0.5 * ((full_year - PEAK_DAY_OF_YEAR) / PEAK_WIDTH_DAYS) ** 2)
-    return (1.0 + bump) / norm.mean()
+    out: NDArray[np.float64] = (1.0 + bump) / norm.mean()
+    return out
 
 
 class Calendar:
@@ -50,14 +51,14 @@ class Calendar:
 
     def to_calendar(self, op: NDArray[np.float64]) -> NDArray[np.float64]:
         """Calendar days since ``start`` for operational times (linear beyond the period)."""
-        out = np.interp(op, self._op, self._cal)
+        out: NDArray[np.float64] = np.interp(op, self._op, self._cal)
         beyond = op > self.op_end
         out[beyond] = self.days + (op[beyond] - self.op_end)
         return out
 
     def to_operational(self, cal: NDArray[np.float64]) -> NDArray[np.float64]:
         """Operational time of calendar days since ``start``."""
-        out = np.interp(cal, self._cal, self._op)
+        out: NDArray[np.float64] = np.interp(cal, self._cal, self._op)
         beyond = cal > self.days
         out[beyond] = self.op_end + (cal[beyond] - self.days)
         return out

@@ -157,6 +157,5 @@ def preference(
     users: NDArray[np.int64], items: NDArray[np.int64],
 ) -> NDArray[np.float64]:
     """The preference term u.v + affinity of given (user, item) pairs, without popularity."""
-    return np.einsum("nk,nk->n", user_factors[users], cat.factors[items]) + user_affinity[
-        users, cat.category[items]
-    ]
+    out: NDArray[np.float64] = np.einsum("nk,nk->n", user_factors[users], cat.factors[items])
+    return out + user_affinity[users, cat.category[items]]

@@ -16,7 +16,7 @@ from tenure.sample._calendar import US_PER_DAY, Calendar
 from tenure.sample._catalogue import Catalogue
 from tenure.sample._population import Population
 from tenure.sample._purchases import AfterSales, OrderBook, PurchaseHistory
-from tenure.sample._sessions import Sessions
+from tenure.sample._sessions import Sessions, group_cumsum
 
 PAGE, IDENTIFY, ALIAS, VIEWED, ADDED, CHECKOUT, ORDER, REFUND, REVIEW = range(9)
 # Page references: fixed pages first, then one product page per item.
@@ -90,12 +90,6 @@ def make_carts(sess: Sessions, pop: Population, cat: Catalogue, view_items: NDAr
                  checkout_eur=pop.eur[sess.person[checkout_session]], order_checkout=order_checkout)
 
 
-def _group_cumsum(values: NDArray[np.int64], counts: NDArray[np.int64]) -> NDArray[np.int64]:
-    cum = np.cumsum(values)
-    ends = np.cumsum(counts)
-    return cum - np.repeat(np.concatenate([[0], cum])[ends - counts], counts)
-
-
 def build_events(
     rng: np.random.Generator, sess: Sessions, pop: Population, cat: Catalogue,
     view_items: NDArray[np.int64], carts: Carts, hist: PurchaseHistory, after: AfterSales,
@@ -149,7 +143,7 @@ def build_events(
     end_us = start_us + cal.days * US_PER_DAY
     s_start = start_us + np.rint(cal.to_calendar(sess.op) * US_PER_DAY).astype(np.int64)
     step = np.where(pos == 0, 0, np.rint((4.0 + rng.exponential(35.0, len(sid))) * US_PER_S)).astype(np.int64)
-    offset = _group_cumsum(step, count)
+    offset = group_cumsum(step, count)
     s_last = s_start + offset[np.cumsum(count) - 1]
     late = s_last >= end_us
     s_start[late] -= s_last[late] - end_us + rng.integers(US_PER_S, 600 * US_PER_S, int(late.sum()))

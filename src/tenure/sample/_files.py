@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,7 +51,7 @@ def write_table(table: pa.Table, path: Path, fmt: str) -> None:
         if pa.types.is_timestamp(field.type):
             text = pc.strftime(table.column(i), format="%Y-%m-%dT%H:%M:%SZ")
             table = table.set_column(i, pa.field(field.name, pa.string()), text)
-    with pa.CompressedOutputStream(str(path), "gzip") as sink:
+    with gzip.open(path, "wb", compresslevel=3) as sink:
         pacsv.write_csv(table, sink)
 
 
@@ -84,6 +85,7 @@ class PersonFacts:
     signup_us: NDArray[np.int64]
     signed_up: NDArray[np.bool_]
     first_order_us: NDArray[np.int64]
+    last_order_us: NDArray[np.int64]
 
 
 def person_facts(ev: EventTable, n: int, order_kind: int) -> PersonFacts:
@@ -100,8 +102,10 @@ def person_facts(ev: EventTable, n: int, order_kind: int) -> PersonFacts:
     is_order = np.flatnonzero(ev.kind == order_kind)
     p_ord, i_ord = np.unique(ev.person[is_order], return_index=True)
     first_order[p_ord] = ev.ts[is_order[i_ord]]
+    last_order = np.zeros(n, dtype=np.int64)
+    last_order[ev.person[is_order]] = ev.ts[is_order]  # time-sorted: the last write wins
     return PersonFacts(acquisition_us=acquisition, signup_us=signup, signed_up=signed,
-                       first_order_us=first_order)
+                       first_order_us=first_order, last_order_us=last_order)
 
 
 def users_table(pop: Population, facts: PersonFacts, uid: list[str], names: list[str], emails: list[str]) -> pa.Table:
@@ -140,6 +144,8 @@ def ground_truth_users(
     drop_ok = buyer & np.isfinite(drop_days) & (drop_days < cal.days + FAR_FUTURE_DAYS)
     drop_us = start_us + np.rint(np.where(drop_ok, drop_days, 0.0) * US_PER_DAY).astype(np.int64)
     alive = np.where(buyer, hist.dropout_op >= cal.op_end, False)
+    dropped = buyer & ~alive  # their last purchase is in the files: report its exact time
+    drop_us = np.where(dropped, facts.last_order_us, drop_us)
     first_op = np.zeros(n)
     first_op[hist.person[hist.seq == 0]] = hist.op[hist.seq == 0]
     return pa.table({

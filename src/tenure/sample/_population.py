@@ -50,10 +50,11 @@ class Population:
 def _acquisition(rng: np.random.Generator, n: int, op_end: float, growth_per_year: float) -> NDArray[np.float64]:
     """Acquisition times with an exponentially growing rate (inverse-CDF sampling)."""
     g = growth_per_year / 365.0
-    u = rng.random(n)
+    u: NDArray[np.float64] = rng.random(n)
     if abs(g) < 1e-12:
         return u * op_end
-    return np.log1p(u * np.expm1(g * op_end)) / g
+    out: NDArray[np.float64] = np.log1p(u * np.expm1(g * op_end)) / g
+    return out
 
 
 def make_population(

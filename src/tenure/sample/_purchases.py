@@ -103,7 +103,8 @@ def price_orders(
     qty = np.clip(np.rint(share / cat.price[item]), 1, 12).astype(np.int64)
     eur = pop.eur[person]
     price = np.where(eur[line_order], cat.price_eur[item], cat.price[item])
-    revenue = np.round(np.bincount(line_order, weights=price * qty, minlength=len(person)), 2)
+    totals = np.bincount(line_order, weights=price * qty, minlength=len(person))
+    revenue = np.asarray(np.round(totals, 2), dtype=np.float64)
     revenue_usd = np.where(eur, np.round(revenue * params.eur_usd, 2), revenue)
     return OrderBook(offset=offset, item=item, qty=qty, price=price, eur=eur, revenue=revenue,
                      revenue_usd=revenue_usd, target_usd=z)

@@ -7,6 +7,7 @@ single ``take`` into it, so rendering costs a gather per chunk rather than a ``d
 
 from __future__ import annotations
 
+import gzip
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -37,6 +38,7 @@ from tenure.sample._params import CHANNEL_CAMPAIGNS, CHANNELS
 from tenure.sample._purchases import AfterSales, OrderBook
 
 SITE = "https://shop.example.com"
+GZIP_LEVEL = 3  # level 9 triples CSV write time for ~10% smaller files
 
 
 def _dumps(value: object) -> str:
@@ -180,8 +182,8 @@ def write_events(
     contexts = pa.array(_contexts())
     types = ["track", "page", "identify", "alias"]
     kind_type = np.zeros(9, dtype=np.int64)
-    for kind, text in KIND_TYPE.items():
-        kind_type[kind] = types.index(text)
+    for k, text in KIND_TYPE.items():
+        kind_type[k] = types.index(text)
     names = blocks.names.to_pylist()
     kind_event = _kind_lookup(KIND_EVENT, names)
     writer: pq.ParquetWriter | pacsv.CSVWriter
@@ -189,7 +191,7 @@ def write_events(
     if fmt == "parquet":
         writer = pq.ParquetWriter(path, EVENTS_SCHEMA, compression="zstd")
     else:
-        sink = pa.CompressedOutputStream(str(path), "gzip")
+        sink = gzip.open(path, "wb", compresslevel=GZIP_LEVEL)
         csv_schema = EVENTS_SCHEMA.set(6, pa.field("timestamp", pa.string()))
         writer = pacsv.CSVWriter(sink, csv_schema)
     try:

@@ -11,6 +11,7 @@ contribute only failed sessions, as a real funnel report would see.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
@@ -19,6 +20,7 @@ from tenure.sample._params import SampleParams
 from tenure.sample._population import Population
 from tenure.sample._purchases import PurchaseHistory
 
+Num = TypeVar("Num", np.int64, np.float64)
 GAP = 0.15  # minimum operational days between two session starts of one person in a cycle
 
 
@@ -89,12 +91,13 @@ def _spread(
     return grp, pos
 
 
-def _group_cumsum(values: NDArray[np.float64], counts: NDArray[np.int64]) -> NDArray[np.float64]:
+def group_cumsum(values: NDArray[Num], counts: NDArray[np.int64]) -> NDArray[Num]:
     """Cumulative sums restarting at each group of ``counts`` consecutive values."""
-    cum = np.cumsum(values)
+    cum: NDArray[Num] = np.cumsum(values)
     ends = np.cumsum(counts)
-    totals = np.concatenate([[0.0], cum])[ends - counts]  # sum of everything before each group
-    return cum - np.repeat(totals, counts)
+    before = np.concatenate([np.zeros(1, dtype=cum.dtype), cum])[ends - counts]  # sums before each group
+    out: NDArray[Num] = cum - np.repeat(before, counts)
+    return out
 
 
 def _failures(rng: np.random.Generator, n: int, params: SampleParams) -> tuple[NDArray[np.int64], ...]:
@@ -155,7 +158,7 @@ def layout_sessions(
     gone = np.flatnonzero(hist.dropout_op < op_end)
     m = rng.poisson(1.5, len(gone))
     who = np.repeat(gone, m)
-    cum = _group_cumsum(GAP + rng.exponential(15.0, len(who)), m)
+    cum = group_cumsum(GAP + rng.exponential(15.0, len(who)), m)
     failed(who, hist.dropout_op[who] + cum)
 
     # People who never place a first order: a few visits that thin out.
@@ -164,7 +167,7 @@ def layout_sessions(
     who = np.repeat(never, f)
     rank = np.arange(len(who)) - np.repeat(np.cumsum(f) - f, f)
     steps = np.where(rank == 0, 0.0, GAP + rng.exponential(12.0, len(who)))
-    cum = _group_cumsum(steps, f)
+    cum = group_cumsum(steps, f)
     signup_rank = np.repeat(rng.integers(0, f), f)
     depth, views, adds = _failures(rng, len(who), params)
     add(who, pop.acq_op[who] + cum, depth=depth, n_views=views, n_adds=adds,
