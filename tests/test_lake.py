@@ -72,3 +72,15 @@ def test_compaction_keeps_every_row_and_old_snapshots_stay_readable(workspace: W
     assert not any(os.path.exists(p) for p in old_snapshot.paths("events"))
     with pytest.raises(duckdb.IOException):
         duckdb.sql("SELECT count(*) FROM read_parquet(?)", params=[list(old_snapshot.paths("events"))]).fetchone()  # type: ignore[call-arg]
+
+
+def test_compaction_leaves_big_files_alone(sqlite_workspace: Workspace) -> None:
+    ws = sqlite_workspace
+    ws.lake.append({"events": events(list(range(100)), hours=0)})
+    for start in range(100, 112, 3):
+        ws.lake.append({"events": events(list(range(start, start + 3)), hours=0)})
+    big = max(ws.lake.snapshot().paths("events"), key=lambda p: os.path.getsize(p))
+    assert ws.lake.compact(min_files=4, big_file_rows=50) == 1
+    after = ws.lake.snapshot().paths("events")
+    assert len(after) == 2 and big in after
+    assert len(lake_rows(ws)) == 112

@@ -10,8 +10,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime
 
-from tenure.ingest.files import literal, quote
 from tenure.spec.messages import MESSAGE_TYPES
+from tenure.store.sqltext import quote_identifier as quote
+from tenure.store.sqltext import string_literal as literal
 
 TARGETS: Mapping[str, tuple[str, ...]] = {
     "events": (

@@ -11,6 +11,7 @@ import duckdb
 import orjson
 
 from tenure.errors import ValidationError
+from tenure.store.sqltext import string_literal
 
 FileFormat = Literal["csv", "parquet", "jsonl"]
 
@@ -26,11 +27,6 @@ ALIASES: Mapping[str, tuple[str, ...]] = {
     "item_id": ("item_id", "product_id", "sku"),
     "order_id": ("order_id", "orderId"),
 }
-
-
-def quote(name: str) -> str:
-    """A DuckDB identifier, quoted so that any column name is safe."""
-    return '"' + name.replace('"', '""') + '"'
 
 
 def detect_format(path: Path) -> FileFormat:
@@ -115,11 +111,6 @@ def write_quarantine(con: duckdb.DuckDBPyConnection, out: Path, sql_rejections: 
         con.execute(
             f"""COPY (SELECT j._row AS "row", j._column AS "column", j._reason AS reason, r.*
                       FROM _rejected j JOIN raw r ON r.rowid + 1 = j._row ORDER BY j._row)
-                TO {literal(str(out))} (FORMAT csv, HEADER true)"""
+                TO {string_literal(out)} (FORMAT csv, HEADER true)"""
         )
     return int(count)
-
-
-def literal(text: str) -> str:
-    """A SQL string literal (for file paths in COPY, which takes no parameters)."""
-    return "'" + text.replace("'", "''") + "'"

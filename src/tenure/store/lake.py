@@ -26,6 +26,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from tenure.store.schemas import TABLES, TableSpec
+from tenure.store.sqltext import string_literal
 from tenure.store.state import StateDB, lake_files, lake_garbage
 
 # Retries of one message can straddle midnight (skew correction uses the server's clock), so
@@ -152,11 +153,11 @@ class Lake:
         target.mkdir(parents=True, exist_ok=True)
         if spec.by_date:
             copy = (
-                f"COPY ({fresh}) TO '{target}' (FORMAT parquet, PARTITION_BY (date), "
+                f"COPY ({fresh}) TO {string_literal(target)} (FORMAT parquet, PARTITION_BY (date), "
                 "FILENAME_PATTERN 'part-{uuid}', RETURN_FILES true, OVERWRITE_OR_IGNORE true)"
             )
         else:
-            copy = f"COPY ({fresh}) TO '{target / f'part-{uuid.uuid4()}.parquet'}' (FORMAT parquet, RETURN_FILES true)"
+            copy = f"COPY ({fresh}) TO {string_literal(target / f'part-{uuid.uuid4()}.parquet')} (FORMAT parquet, RETURN_FILES true)"
         n_rows, paths = con.execute(copy).fetchone()  # type: ignore[misc]
         now = datetime.now(UTC)
         records = []
@@ -188,42 +189,50 @@ class Lake:
         return [p for p in paths if low <= _partition_date(p) <= high]
 
     # -- maintenance ---------------------------------------------------------------------
-    def compact(self, min_files: int = 8, grace: timedelta = timedelta(minutes=10)) -> int:
-        """Merge partitions holding at least ``min_files`` files into one file each.
+    def compact(
+        self, min_files: int = 8, grace: timedelta = timedelta(minutes=10), big_file_rows: int = 2_000_000
+    ) -> int:
+        """Merge the small files of partitions holding at least ``min_files`` of them.
 
-        Replaced files stay on disk for ``grace`` so that readers holding an older snapshot
-        can finish. Returns the number of partitions compacted.
+        Files of ``big_file_rows`` rows or more are left alone, so a partition that keeps
+        receiving micro-batches is not rewritten whole every time. Replaced files stay on disk
+        for ``grace`` so that readers holding an older snapshot can finish. Returns the number
+        of partitions compacted.
         """
         done = 0
+        small = lake_files.c.rows < big_file_rows
         with self.writer_lock():
             with self.state.read() as conn:
                 groups = conn.execute(
                     sa.select(lake_files.c.table_name, lake_files.c.partition)
+                    .where(small)
                     .group_by(lake_files.c.table_name, lake_files.c.partition)
                     .having(sa.func.count() >= min_files)
                 ).all()
             con = _duckdb()
             try:
                 for table_name, partition in groups:
-                    self._compact_partition(con, table_name, partition)
+                    self._compact_partition(con, table_name, partition, small)
                     done += 1
             finally:
                 con.close()
             self._collect_garbage(grace)
         return done
 
-    def _compact_partition(self, con: duckdb.DuckDBPyConnection, table_name: str, partition: str) -> None:
+    def _compact_partition(
+        self, con: duckdb.DuckDBPyConnection, table_name: str, partition: str, small: sa.ColumnElement[bool]
+    ) -> None:
         with self.state.read() as conn:
             old = conn.execute(
                 sa.select(lake_files.c.id, lake_files.c.path).where(
-                    (lake_files.c.table_name == table_name) & (lake_files.c.partition == partition)
+                    (lake_files.c.table_name == table_name) & (lake_files.c.partition == partition) & small
                 )
             ).all()
         folder = self.root / table_name / (f"date={partition}" if partition else "")
         new_path = folder / f"part-{uuid.uuid4()}.parquet"
         sources = [str(self.root / path) for _, path in old]
         con.execute(
-            f"COPY (SELECT * FROM read_parquet(?, union_by_name=true, hive_partitioning=false)) TO '{new_path}' (FORMAT parquet)",
+            f"COPY (SELECT * FROM read_parquet(?, union_by_name=true, hive_partitioning=false)) TO {string_literal(new_path)} (FORMAT parquet)",
             [sources],
         )
         now = datetime.now(UTC)
