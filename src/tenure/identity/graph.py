@@ -61,19 +61,31 @@ def _as_datetime(value: object) -> datetime:
 
 
 class _UnionFind:
+    """Disjoint sets with path halving and union by size: near-constant time per operation."""
+
     def __init__(self) -> None:
         self.parent: dict[str, str] = {}
+        self.size: dict[str, int] = {}
 
     def find(self, x: str) -> str:
-        parent = self.parent.setdefault(x, x)
-        if parent != x:
-            parent = self.parent[x] = self.find(parent)
-        return parent
+        parent = self.parent
+        if x not in parent:
+            parent[x] = x
+            self.size[x] = 1
+            return x
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
 
     def union(self, a: str, b: str) -> None:
         ra, rb = self.find(a), self.find(b)
-        if ra != rb:
-            self.parent[ra] = rb
+        if ra == rb:
+            return
+        if self.size[ra] < self.size[rb]:
+            ra, rb = rb, ra
+        self.parent[rb] = ra
+        self.size[ra] += self.size[rb]
 
     def components(self) -> dict[str, list[str]]:
         groups: dict[str, list[str]] = {}
@@ -110,20 +122,21 @@ class IdentityGraph:
             ],
         )
         ids = {x for ln in fresh for x in (ln.user_side, ln.other)}
-        current = _map_of(conn, ids)
-        persons = set(current.values())
+        persons = set(_map_of(conn, ids).values())
         members = _members_of(conn, persons)
         uf = _UnionFind()
         for identifier, person in members.items():
             uf.union(identifier, person)
         for ln in fresh:
             uf.union(ln.user_side, ln.other)
-        earliest = {p: self._earliest_link(conn, p) for p in persons}
-        for component in uf.components().values():
-            candidates: list[_Candidate] = [c for p in persons.intersection(component) if (c := earliest[p])]
-            candidates += [(ln.rank, ln.user_side) for ln in fresh if ln.user_side in component]
-            winner = min(candidates)[1]
-            self._assign(conn, component, winner, members)
+        best: dict[str, _Candidate] = {}
+        candidates = [*_earliest_links(conn, persons), *((ln.rank, ln.user_side) for ln in fresh)]
+        for candidate in candidates:
+            root = uf.find(candidate[1])
+            if root not in best or candidate < best[root]:
+                best[root] = candidate
+        assignment = {x: best[uf.find(x)][1] for x in uf.parent}
+        _write_assignment(conn, assignment, members)
         return len(fresh)
 
     def _new_links(self, conn: Connection, links: Sequence[Link]) -> list[Link]:
@@ -140,26 +153,6 @@ class IdentityGraph:
             )
             known.update((a, b) for a, b in rows)
         return [ln for pair, ln in unique.items() if pair not in known]
-
-    def _earliest_link(self, conn: Connection, person: str) -> _Candidate | None:
-        row = conn.execute(
-            sa.select(identity_links.c.linked_at, identity_links.c.id_a)
-            .where(identity_links.c.active & ((identity_links.c.id_a == person) | (identity_links.c.id_b == person)))
-            .order_by(identity_links.c.linked_at, identity_links.c.id_a)
-            .limit(1)
-        ).first()
-        if row is None:
-            return None
-        linked_at = _aware(row[0])
-        return ((linked_at, row[1]), row[1])
-
-    def _assign(self, conn: Connection, component: Iterable[str], person: str, members: dict[str, str]) -> None:
-        changed = [x for x in component if members.get(x) != person]
-        stale = [x for x in changed if x in members]
-        for start in range(0, len(stale), _CHUNK):
-            conn.execute(identity_map.delete().where(identity_map.c.identifier.in_(stale[start : start + _CHUNK])))
-        if changed:
-            conn.execute(identity_map.insert(), [{"identifier": x, "person_id": person} for x in changed])
 
     # -- undoing ---------------------------------------------------------------------------
     def unmerge(self, link_id: int) -> list[str]:
@@ -186,26 +179,25 @@ class IdentityGraph:
             self._recompute(conn, everyone, members)
 
     def _recompute(self, conn: Connection, ids: set[str], members: dict[str, str]) -> list[str]:
+        """Re-derive the persons of ``ids`` from their active links alone."""
         links = _active_links_among(conn, ids)
         uf = _UnionFind()
         for identifier in ids:
             uf.find(identifier)
         for a, b, _ in links:
             uf.union(a, b)
-        persons = []
-        for component in uf.components().values():
-            inside = set(component)
-            ranked = [((at, a), a) for a, b, at in links if a in inside]
-            if not ranked:  # an identifier with no active link is its own person, unmapped
-                stale = [x for x in component if x in members]
-                if stale:
-                    conn.execute(identity_map.delete().where(identity_map.c.identifier.in_(stale)))
-                persons.extend(component)
-                continue
-            winner = min(ranked)[1]
-            self._assign(conn, component, winner, members)
-            persons.append(winner)
-        return sorted(persons)
+        best: dict[str, _Candidate] = {}
+        for a, _, at in links:
+            root = uf.find(a)
+            if root not in best or ((at, a), a) < best[root]:
+                best[root] = ((at, a), a)
+        # An identifier left without any active link is its own person and leaves the map.
+        assignment = {x: best[uf.find(x)][1] for x in ids if uf.find(x) in best}
+        gone = [x for x in ids if x not in assignment and x in members]
+        for start in range(0, len(gone), _CHUNK):
+            conn.execute(identity_map.delete().where(identity_map.c.identifier.in_(gone[start : start + _CHUNK])))
+        _write_assignment(conn, assignment, members)
+        return sorted({*assignment.values(), *(x for x in ids if x not in assignment)})
 
     # -- reading ---------------------------------------------------------------------------
     def person_of(self, identifier: str) -> str:
@@ -227,6 +219,36 @@ class IdentityGraph:
                 .order_by(identity_links.c.linked_at, identity_links.c.id)
             ).mappings()
             return [dict(r) for r in rows]
+
+
+def _write_assignment(conn: Connection, assignment: dict[str, str], members: dict[str, str]) -> None:
+    """Store identifier -> person for the identifiers whose person changed."""
+    changed = [x for x, person in assignment.items() if members.get(x) != person]
+    stale = [x for x in changed if x in members]
+    for start in range(0, len(stale), _CHUNK):
+        conn.execute(identity_map.delete().where(identity_map.c.identifier.in_(stale[start : start + _CHUNK])))
+    if changed:
+        conn.execute(identity_map.insert(), [{"identifier": x, "person_id": assignment[x]} for x in changed])
+
+
+def _earliest_links(conn: Connection, persons: set[str]) -> list[_Candidate]:
+    """For each person, the earliest active link touching its canonical id (which is that
+    component's earliest link, since the canonical id is its user side)."""
+    ordered = sorted(persons)
+    best: dict[str, _Candidate] = {}
+    for start in range(0, len(ordered), _CHUNK):
+        chunk = ordered[start : start + _CHUNK]
+        rows = conn.execute(
+            sa.select(identity_links.c.id_a, identity_links.c.id_b, identity_links.c.linked_at).where(
+                identity_links.c.active & (identity_links.c.id_a.in_(chunk) | identity_links.c.id_b.in_(chunk))
+            )
+        )
+        for a, b, at in rows:
+            candidate = ((_aware(at), a), a)
+            for person in (a, b):
+                if person in persons and (person not in best or candidate < best[person]):
+                    best[person] = candidate
+    return list(best.values())
 
 
 def _map_of(conn: Connection, ids: set[str]) -> dict[str, str]:
