@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
-from fastapi.responses import ORJSONResponse
+from fastapi import APIRouter, Request, Response
 
+from tenure.api.responses import json_response
 from tenure.errors import AuthError, ValidationError
 from tenure.ingest.collector import parse_request, write_key_from_auth
 from tenure.spec.messages import MESSAGE_TYPES
@@ -14,14 +14,14 @@ ENDPOINTS = (*MESSAGE_TYPES, "batch", "import")
 
 
 @router.post("/{endpoint}")
-async def collect(endpoint: str, request: Request) -> ORJSONResponse:
+async def collect(endpoint: str, request: Request) -> Response:
     """Accept one message or a batch; answer 200 only once the accepted ones are on disk.
 
     Invalid messages inside a batch are dropped and reported (index, field, reason) while the
     valid ones are stored, as Segment does; a request with nothing valid in it is a 400.
     """
     if endpoint not in ENDPOINTS:
-        return ORJSONResponse({"success": False, "message": f"unknown endpoint /v1/{endpoint}"}, status_code=404)
+        return json_response({"success": False, "message": f"unknown endpoint /v1/{endpoint}"}, status_code=404)
     state = request.app.state
     received_at = state.ws.clock.now()
     parsed = parse_request(
@@ -39,7 +39,7 @@ async def collect(endpoint: str, request: Request) -> ORJSONResponse:
         raise AuthError("unknown write key")
     if not parsed.records:
         first = parsed.errors[0] if parsed.errors else ValidationError("batch", "contains no messages")
-        return ORJSONResponse(
+        return json_response(
             {"success": False, "error": first.as_dict(), "rejected": [e.as_dict() for e in parsed.errors]},
             status_code=400,
         )
@@ -47,4 +47,4 @@ async def collect(endpoint: str, request: Request) -> ORJSONResponse:
     body: dict[str, object] = {"success": True, "accepted": len(parsed.records)}
     if parsed.errors:
         body["rejected"] = [e.as_dict() for e in parsed.errors]
-    return ORJSONResponse(body)
+    return json_response(body)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+import threading
 from datetime import date
 from pathlib import Path
 from typing import Annotated, Literal
@@ -19,7 +21,7 @@ from tenure.cli._common import (
 )
 from tenure.cli.demo import demo
 from tenure.ingest.files import parse_mapping_flags, read_mapping_file
-from tenure.ingest.flusher import flush_all
+from tenure.ingest.flusher import flush_all, run_flusher, watch_parent
 from tenure.ingest.importer import import_file
 from tenure.overview import workspace_overview
 from tenure.profiles import person_profile
@@ -109,10 +111,22 @@ def import_command(
 
 
 @app.command()
-def flush(workspace: WorkspaceOption = Path(".")) -> None:
-    """Move everything in the inbox into the lake now."""
+def flush(
+    follow: Annotated[bool, typer.Option(help="Keep flushing until stopped (SIGTERM or Ctrl-C).")] = False,
+    parent_pid: Annotated[int | None, typer.Option(help="With --follow: stop when this process dies.")] = None,
+    workspace: WorkspaceOption = Path("."),
+) -> None:
+    """Move the inbox into the lake: once, or continuously with --follow."""
     with open_workspace(workspace) as ws:
-        console.print(f"{flush_all(ws):,} events flushed")
+        if not follow:
+            console.print(f"{flush_all(ws):,} events flushed")
+            return
+        stop = threading.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stop.set())
+        if parent_pid is not None:
+            watch_parent(parent_pid, stop)
+        run_flusher(ws, ws.settings.flush_interval_seconds, stop)
 
 
 @app.command()

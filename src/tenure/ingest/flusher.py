@@ -8,6 +8,7 @@ micro-batch, never half of it.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from dataclasses import dataclass
 
@@ -55,29 +56,33 @@ def flush_all(ws: Workspace) -> int:
     return total
 
 
-class Flusher(threading.Thread):
-    """Background thread of ``tenure serve``: flush every interval, compact now and then."""
+def run_flusher(ws: Workspace, interval: float, stop: threading.Event, compact_every: int = 60) -> None:
+    """Flush every ``interval`` seconds and compact now and then, until ``stop`` is set.
 
-    def __init__(self, ws: Workspace, interval: float, compact_every: int = 60) -> None:
-        super().__init__(name="tenure-flusher", daemon=True)
-        self.ws = ws
-        self.interval = interval
-        self.compact_every = compact_every
-        self._stop_event = threading.Event()
+    Errors are logged and retried: the inbox keeps the data until a flush succeeds. A last
+    flush runs after ``stop`` so that a clean shutdown leaves the inbox empty.
+    """
+    rounds = 0
+    while not stop.is_set():
+        try:
+            flush_all(ws)
+            rounds += 1
+            if rounds % compact_every == 0:
+                ws.lake.compact(ws.settings.compact_min_files)
+        except Exception:
+            log.exception("flush failed; will retry")
+        stop.wait(interval)
+    flush_all(ws)
 
-    def run(self) -> None:
-        rounds = 0
-        while not self._stop_event.is_set():
-            try:
-                flush_all(self.ws)
-                rounds += 1
-                if rounds % self.compact_every == 0:
-                    self.ws.lake.compact(self.ws.settings.compact_min_files)
-            except Exception:  # keep serving; the inbox keeps the data until a flush succeeds
-                log.exception("flush failed; will retry")
-            self._stop_event.wait(self.interval)
 
-    def stop(self) -> None:
-        self._stop_event.set()
-        self.join(timeout=30)
-        flush_all(self.ws)
+def watch_parent(parent_pid: int, stop: threading.Event, interval: float = 0.5) -> threading.Thread:
+    """Set ``stop`` when the parent process dies (even by kill -9), so no flusher is orphaned."""
+
+    def check() -> None:
+        while not stop.wait(interval):
+            if os.getppid() != parent_pid:
+                stop.set()
+
+    thread = threading.Thread(target=check, name="tenure-parent-watch", daemon=True)
+    thread.start()
+    return thread

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 import orjson
@@ -36,17 +37,26 @@ def parse_timestamp(value: object, field: str) -> datetime:
     """Parse an ISO-8601 string into an aware UTC datetime (naive means UTC)."""
     if not isinstance(value, str):
         raise ValidationError(field, f"must be an ISO-8601 string, got {type(value).__name__}")
+    parsed = _parse_iso(value)
+    if parsed is None:
+        raise ValidationError(field, f"{value!r} is not an ISO-8601 timestamp")
+    return parsed
+
+
+@lru_cache(maxsize=4096)  # a batch repeats its sentAt, and SDK timestamps often repeat
+def _parse_iso(value: str) -> datetime | None:
     try:
         parsed = datetime.fromisoformat(value.strip())
     except ValueError:
-        raise ValidationError(field, f"{value!r} is not an ISO-8601 timestamp") from None
+        return None
     if parsed.tzinfo is None:
         return parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
+    return parsed if parsed.tzinfo is UTC else parsed.astimezone(UTC)
 
 
+@lru_cache(maxsize=4096)  # every message of a request shares receivedAt
 def format_timestamp(value: datetime) -> str:
-    return value.astimezone(UTC).isoformat(timespec="microseconds")
+    return (value if value.tzinfo is UTC else value.astimezone(UTC)).isoformat(timespec="microseconds")
 
 
 def normalize_message(
