@@ -24,7 +24,7 @@ class Workspace:
         self.clock = clock or SystemClock()
         self.state = StateDB(self.settings.state_url)
         self.lake = Lake(self.settings.lake_path, self.state)
-        self.identity = IdentityGraph(self.state, self.clock)
+        self.identity = IdentityGraph(self.state, self.clock, lock=self.lake.writer_lock)
         self.keys = KeyRing(self.state, self.clock)
         self.currencies = CurrencyTable(self.settings.currency, self.settings.currency_rates)
 

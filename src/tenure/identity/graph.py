@@ -13,8 +13,9 @@ link stays recorded (inactive), so the same evidence arriving again does not re-
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
@@ -94,33 +95,67 @@ class _UnionFind:
         return groups
 
 
-class IdentityGraph:
-    """Reads and changes the identity graph in the state DB."""
+@dataclass(frozen=True, slots=True)
+class MergePlan:
+    """What recording some links changes: the new links and the identifiers' new persons."""
 
-    def __init__(self, state: StateDB, clock: Clock | None = None) -> None:
+    links: tuple[Link, ...] = ()
+    assignment: Mapping[str, str] = field(default_factory=dict)
+    previous: Mapping[str, str] = field(default_factory=dict)
+
+
+class IdentityGraph:
+    """Reads and changes the identity graph in the state DB.
+
+    Changes are made under ``lock`` (the lake's writer lock), so a merge can be planned with
+    reads only and then applied in a short write transaction: the collector's inbox commits
+    never wait behind the union-find.
+    """
+
+    def __init__(
+        self, state: StateDB, clock: Clock | None = None, lock: Callable[[], AbstractContextManager[None]] | None = None
+    ) -> None:
         self.state = state
         self.clock = clock or SystemClock()
+        self.lock = lock or nullcontext
 
     # -- merging ---------------------------------------------------------------------------
+    def plan(self, links: Sequence[Link]) -> MergePlan:
+        """Work out what recording ``links`` changes; call under ``lock``, then ``apply``."""
+        if not links:
+            return MergePlan()
+        with self.state.read() as conn:
+            return self._plan(conn, links)
+
+    def apply(self, conn: Connection, plan: MergePlan) -> None:
+        """Write a plan inside the caller's transaction."""
+        if plan.links:
+            conn.execute(
+                identity_links.insert(),
+                [
+                    {
+                        "id_a": ln.user_side,
+                        "id_b": ln.other,
+                        "kind": ln.kind,
+                        "message_id": ln.message_id,
+                        "linked_at": ln.linked_at,
+                        "active": True,
+                    }
+                    for ln in plan.links
+                ],
+            )
+        _write_assignment(conn, plan.assignment, plan.previous)
+
     def add_links(self, conn: Connection, links: Sequence[Link]) -> int:
-        """Record new links and merge their components, inside the caller's transaction."""
+        """Plan and apply in the caller's transaction (for callers already holding ``lock``)."""
+        plan = self._plan(conn, links)
+        self.apply(conn, plan)
+        return len(plan.links)
+
+    def _plan(self, conn: Connection, links: Sequence[Link]) -> MergePlan:
         fresh = self._new_links(conn, links)
         if not fresh:
-            return 0
-        conn.execute(
-            identity_links.insert(),
-            [
-                {
-                    "id_a": ln.user_side,
-                    "id_b": ln.other,
-                    "kind": ln.kind,
-                    "message_id": ln.message_id,
-                    "linked_at": ln.linked_at,
-                    "active": True,
-                }
-                for ln in fresh
-            ],
-        )
+            return MergePlan()
         ids = {x for ln in fresh for x in (ln.user_side, ln.other)}
         persons = set(_map_of(conn, ids).values())
         members = _members_of(conn, persons)
@@ -136,8 +171,7 @@ class IdentityGraph:
             if root not in best or candidate < best[root]:
                 best[root] = candidate
         assignment = {x: best[uf.find(x)][1] for x in uf.parent}
-        _write_assignment(conn, assignment, members)
-        return len(fresh)
+        return MergePlan(tuple(fresh), assignment, members)
 
     def _new_links(self, conn: Connection, links: Sequence[Link]) -> list[Link]:
         unique: dict[tuple[str, str], Link] = {}
@@ -157,7 +191,7 @@ class IdentityGraph:
     # -- undoing ---------------------------------------------------------------------------
     def unmerge(self, link_id: int) -> list[str]:
         """Deactivate one link and split its person; returns the resulting person ids."""
-        with self.state.begin() as conn:
+        with self.lock(), self.state.begin() as conn:
             row = conn.execute(sa.select(identity_links).where(identity_links.c.id == link_id)).first()
             if row is None or not row.active:
                 raise NotFoundError(f"no active identity link with id {link_id}")
@@ -172,7 +206,7 @@ class IdentityGraph:
 
     def rebuild(self) -> None:
         """Recompute the whole identity map from the active links."""
-        with self.state.begin() as conn:
+        with self.lock(), self.state.begin() as conn:
             members = dict(conn.execute(sa.select(identity_map.c.identifier, identity_map.c.person_id)).all())
             everyone = set(members)
             everyone.update(x for row in conn.execute(sa.select(identity_links.c.id_a, identity_links.c.id_b)) for x in row)
@@ -221,7 +255,7 @@ class IdentityGraph:
             return [dict(r) for r in rows]
 
 
-def _write_assignment(conn: Connection, assignment: dict[str, str], members: dict[str, str]) -> None:
+def _write_assignment(conn: Connection, assignment: Mapping[str, str], members: Mapping[str, str]) -> None:
     """Store identifier -> person for the identifiers whose person changed."""
     changed = [x for x, person in assignment.items() if members.get(x) != person]
     stale = [x for x in changed if x in members]

@@ -40,11 +40,14 @@ def flush_once(ws: Workspace, max_requests: int = 500) -> FlushResult:
     records = [rec for row in rows for rec in orjson.loads(row.body)]
     batch = build_batch(records, ws.currencies, source="collector")
 
-    def commit(conn: Connection) -> None:
-        conn.execute(inbox.delete().where(inbox.c.id.in_(ids)))
-        ws.identity.add_links(conn, batch.links)
+    with ws.lake.writer_lock():
+        plan = ws.identity.plan(batch.links)
 
-    result = ws.lake.append(batch.tables, on_commit=commit)
+        def commit(conn: Connection) -> None:
+            conn.execute(inbox.delete().where(inbox.c.id.in_(ids)))
+            ws.identity.apply(conn, plan)
+
+        result = ws.lake.append(batch.tables, on_commit=commit)
     return FlushResult(len(rows), result.written.get("events", 0), result.duplicates.get("events", 0))
 
 

@@ -32,6 +32,7 @@ from tenure.ingest.files import (
     write_quarantine,
 )
 from tenure.spec.ecommerce import ORDER_EVENTS
+from tenure.store.lake import AppendResult
 from tenure.workspace import Workspace
 
 ImportKind = Literal["events", "orders", "users", "items"]
@@ -114,7 +115,7 @@ class _Job:
         self.con.execute(sql.dimension_output(self.kind, self.source, now))
         links = self._links("_out") if self.kind == "users" else []
         report("writing", 0.6)
-        result = self.ws.lake.append_from(self.con, {self.kind: "_out"}, on_commit=self._commit_links(links))
+        result = self._append({self.kind: "_out"}, links)
         return result.written[self.kind], result.duplicates[self.kind]
 
     def _events(self, report: Progress) -> tuple[int, int]:
@@ -132,7 +133,7 @@ class _Job:
             "order_adjustments": "_order_adjustments_out",
             "users": "_users_out",
         }
-        result = self.ws.lake.append_from(self.con, outputs, on_commit=self._commit_links(links))
+        result = self._append(outputs, links)
         return result.written["events"], result.duplicates["events"]
 
     def _order_rows(self) -> OrderRows:
@@ -160,9 +161,13 @@ class _Job:
         found = self.con.execute(sql.links(relation)).fetchall()
         return [Link(user, other, kind, message_id, at) for user, other, kind, message_id, at in found]
 
-    def _commit_links(self, links: list[Link]) -> Callable[[Connection], None]:
-        def commit(conn: Connection) -> None:
-            self.ws.identity.add_links(conn, links)
+    def _append(self, outputs: dict[str, str], links: list[Link]) -> AppendResult:
+        """Write the outputs and merge identities, the union-find planned outside the write transaction."""
+        with self.ws.lake.writer_lock():
+            plan = self.ws.identity.plan(links)
 
-        return commit
+            def commit(conn: Connection) -> None:
+                self.ws.identity.apply(conn, plan)
+
+            return self.ws.lake.append_from(self.con, outputs, on_commit=commit)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import threading
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -58,6 +59,7 @@ class Lake:
     def __init__(self, root: Path, state: StateDB) -> None:
         self.root = root
         self.state = state
+        self._held = threading.local()
         root.mkdir(parents=True, exist_ok=True)
 
     # -- reading -------------------------------------------------------------------------
@@ -72,12 +74,24 @@ class Lake:
     # -- writing -------------------------------------------------------------------------
     @contextmanager
     def writer_lock(self) -> Iterator[None]:
-        """Exclusive lock across processes for everything that changes the lake."""
-        with open(self.root / ".lock", "a+b") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
+        """Exclusive lock across processes for everything that changes the lake or identities.
+
+        Re-entrant within a thread, so a caller can hold it around an ``append``.
+        """
+        if getattr(self._held, "depth", 0):
+            self._held.depth += 1
             try:
                 yield
             finally:
+                self._held.depth -= 1
+            return
+        with open(self.root / ".lock", "a+b") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            self._held.depth = 1
+            try:
+                yield
+            finally:
+                self._held.depth = 0
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
     def append(
