@@ -64,7 +64,16 @@ class _Columns:
         col, kind = quote(src), self.types.get(src, "VARCHAR")
         if kind.startswith(_NUMERIC):  # epoch seconds, or milliseconds when that large
             return f"to_timestamp(CASE WHEN {col} > 1e11 THEN {col} / 1000 ELSE {col} END)"
+        if kind.startswith(("TIMESTAMP", "DATE")):  # typed already; without a zone, in the session's
+            return f"CAST({col} AS TIMESTAMPTZ)"
         return f"TRY_CAST({self._as_text(src)} AS TIMESTAMPTZ)"
+
+    def timestamp_text(self, target: str) -> str:
+        """The raw value, for error messages; typed columns only need to say whether it is there."""
+        src = self.source(target)
+        if src is not None and self.types.get(src, "VARCHAR").startswith(("TIMESTAMP", "DATE", *_NUMERIC)):
+            return f"CASE WHEN {quote(src)} IS NOT NULL THEN 'typed' END"
+        return self.text(target)
 
     def json(self, target: str, *, extras: bool) -> str:
         """A JSON object column; with ``extras`` and no such column, the unmapped columns."""
@@ -79,13 +88,17 @@ class _Columns:
         return "to_json(struct_pack(" + ", ".join(f"{quote(c)} := {quote(c)}" for c in rest) + "))::VARCHAR"
 
 
-def _checks(checks: list[tuple[str, str, str]]) -> str:
-    """``_column`` and ``_reason`` of the first failing (column, condition, reason) check."""
-    if not checks:
-        return "NULL::VARCHAR AS _column, NULL::VARCHAR AS _reason"
-    column = " ".join(f"WHEN {cond} THEN {literal(col)}" for col, cond, _ in checks)
-    reason = " ".join(f"WHEN {cond} THEN {why}" for _, cond, why in checks)
-    return f"CASE {column} END AS _column, CASE {reason} END AS _reason"
+def _checked(select: str, checks: list[tuple[str, str, str]]) -> str:
+    """Wrap ``select`` (rows in a CTE or table) with ``_column`` and ``_reason`` of the first
+    failing (column, condition, reason) check. ``select`` must end in ``{check}`` (a column).
+
+    Conditions are evaluated once into a check number; names and reasons only for failures.
+    """
+    first = " ".join(f"WHEN {cond} THEN {n}" for n, (_, cond, _) in enumerate(checks))
+    column = " ".join(f"WHEN {n} THEN {literal(col)}" for n, (col, _, _) in enumerate(checks))
+    reason = " ".join(f"WHEN {n} THEN {why}" for n, (_, _, why) in enumerate(checks))
+    inner = select.format(check=f"CASE {first} END AS _check")
+    return f"SELECT *, CASE _check {column} END AS _column, CASE _check {reason} END AS _reason FROM ({inner})"
 
 
 def _timestamp_checks(column: str, latest: datetime, *, required: bool) -> list[tuple[str, str, str]]:
@@ -113,6 +126,10 @@ def mapped_table(kind: str, mapping: Mapping[str, str], types: Mapping[str, str]
     return {"events": _events, "orders": _orders, "users": _users, "items": _items}[kind](cols, latest)
 
 
+_EVENT_COLUMNS = """SELECT _row, message_id, type, event, user_id, anonymous_id, previous_id, group_id, timestamp,
+       properties, traits, context, _timestamp_text, {check} FROM h"""
+
+
 def _events(c: _Columns, latest: datetime) -> str:
     types = ", ".join(literal(t) for t in MESSAGE_TYPES)
     checks = [
@@ -135,14 +152,12 @@ def _events(c: _Columns, latest: datetime) -> str:
                coalesce({c.text('event')}, {c.text('name')}) AS event,  -- track's event, page/screen's name
                {c.text('user_id')} AS user_id, {c.text('anonymous_id')} AS anonymous_id,
                {c.text('previous_id')} AS previous_id, {c.text('group_id')} AS group_id,
-               {c.text('timestamp')} AS _timestamp_text, {c.timestamp('timestamp')} AS timestamp,
+               {c.timestamp_text('timestamp')} AS _timestamp_text, {c.timestamp('timestamp')} AS timestamp,
                {c.json('properties', extras=True)} AS properties, {c.json('traits', extras=False)} AS traits,
                {c.json('context', extras=False)} AS context
         FROM raw
-    ), h AS (SELECT *, coalesce(_message_id, 'h-' || md5({hashed})) AS message_id FROM m)
-    SELECT _row, message_id, type, event, user_id, anonymous_id, previous_id, group_id, timestamp,
-           properties, traits, context, _timestamp_text, {_checks(checks)}
-    FROM h
+    ), h AS (SELECT *, CASE WHEN _message_id IS NULL THEN 'h-' || md5({hashed}) ELSE _message_id END AS message_id FROM m)
+    {_checked(_EVENT_COLUMNS, checks)}
     """
 
 
@@ -165,10 +180,10 @@ def _orders(c: _Columns, latest: datetime) -> str:
     CREATE OR REPLACE TABLE mapped AS
     WITH r AS (
         SELECT rowid + 1 AS _row, {', '.join(f'{c.text(f)} AS {f}' for f in text_fields)},
-               {c.text('timestamp')} AS _timestamp_text, {c.timestamp('timestamp')} AS timestamp,
+               {c.timestamp_text('timestamp')} AS _timestamp_text, {c.timestamp('timestamp')} AS timestamp,
                {amounts}, {c.number('quantity', 'BIGINT')} AS quantity, {c.text('quantity')} AS _quantity_text
         FROM raw
-    ), checked AS (SELECT *, {_checks(checks)} FROM r),
+    ), checked AS ({_checked("SELECT *, {check} FROM r", checks)}),
     grouped AS (
         SELECT min(_row) AS _row, order_id, any_value(user_id) AS user_id, any_value(anonymous_id) AS anonymous_id,
                min(timestamp) AS timestamp, any_value(_timestamp_text) AS _timestamp_text,
@@ -202,11 +217,11 @@ def _users(c: _Columns, latest: datetime) -> str:
     CREATE OR REPLACE TABLE mapped AS
     WITH m AS (
         SELECT rowid + 1 AS _row, {c.text('user_id')} AS user_id, {c.text('anonymous_id')} AS anonymous_id,
-               {c.text('timestamp')} AS _timestamp_text, {c.timestamp('timestamp')} AS timestamp,
+               {c.timestamp_text('timestamp')} AS _timestamp_text, {c.timestamp('timestamp')} AS timestamp,
                {c.json('traits', extras=True)} AS traits
         FROM raw
     )
-    SELECT *, {_checks(checks)} FROM m
+    {_checked("SELECT *, {check} FROM m", checks)}
     """
 
 
@@ -225,11 +240,11 @@ def _items(c: _Columns, latest: datetime) -> str:
         SELECT rowid + 1 AS _row, {texts},
                {c.number('price')} AS price, {c.text('price')} AS _price_text,
                {c.number('in_stock', 'BOOLEAN')} AS in_stock, {c.text('in_stock')} AS _in_stock_text,
-               {c.text('updated_at')} AS _updated_at_text, {c.timestamp('updated_at')} AS updated_at,
+               {c.timestamp_text('updated_at')} AS _updated_at_text, {c.timestamp('updated_at')} AS updated_at,
                {c.json('attributes', extras=True)} AS attributes
         FROM raw
     )
-    SELECT *, {_checks(checks)} FROM m
+    {_checked("SELECT *, {check} FROM m", checks)}
     """
 
 
@@ -255,7 +270,7 @@ def dimension_output(kind: str, source: str, now: datetime) -> str:
 
 def events_output(source: str) -> str:
     return f"""
-    CREATE OR REPLACE TEMP TABLE _events_out AS
+    CREATE OR REPLACE TEMP VIEW _events_out AS
     SELECT message_id, type, event, user_id, anonymous_id, previous_id, group_id, timestamp,
            NULL::TIMESTAMPTZ AS received_at, properties, traits, context, {literal(source)} AS source
     FROM mapped WHERE _column IS NULL
@@ -264,7 +279,7 @@ def events_output(source: str) -> str:
 
 def identify_output(source: str) -> str:
     return f"""
-    CREATE OR REPLACE TEMP TABLE _users_out AS
+    CREATE OR REPLACE TEMP VIEW _users_out AS
     SELECT coalesce(user_id, anonymous_id) AS user_id, timestamp, traits, {literal(source)} AS source,
            md5('identify:' || message_id) AS row_hash
     FROM _events_out WHERE type = 'identify' AND traits IS NOT NULL AND traits <> '{{}}'
