@@ -13,7 +13,7 @@ link stays recorded (inactive), so the same evidence arriving again does not re-
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -178,12 +178,9 @@ class IdentityGraph:
         for ln in sorted(links, key=lambda ln: ln.rank):
             unique.setdefault((ln.user_side, ln.other), ln)
         known: set[tuple[str, str]] = set()
-        firsts = sorted({a for a, _ in unique})
-        for start in range(0, len(firsts), _CHUNK):
+        for chunk in _chunks({a for a, _ in unique}):
             rows = conn.execute(
-                sa.select(identity_links.c.id_a, identity_links.c.id_b).where(
-                    identity_links.c.id_a.in_(firsts[start : start + _CHUNK])
-                )
+                sa.select(identity_links.c.id_a, identity_links.c.id_b).where(identity_links.c.id_a.in_(chunk))
             )
             known.update((a, b) for a, b in rows)
         return [ln for pair, ln in unique.items() if pair not in known]
@@ -228,8 +225,7 @@ class IdentityGraph:
         # An identifier left without any active link is its own person and leaves the map.
         assignment = {x: best[uf.find(x)][1] for x in ids if uf.find(x) in best}
         gone = [x for x in ids if x not in assignment and x in members]
-        for start in range(0, len(gone), _CHUNK):
-            conn.execute(identity_map.delete().where(identity_map.c.identifier.in_(gone[start : start + _CHUNK])))
+        _forget(conn, gone)
         _write_assignment(conn, assignment, members)
         return sorted({*assignment.values(), *(x for x in ids if x not in assignment)})
 
@@ -259,19 +255,21 @@ def _write_assignment(conn: Connection, assignment: Mapping[str, str], members: 
     """Store identifier -> person for the identifiers whose person changed."""
     changed = [x for x, person in assignment.items() if members.get(x) != person]
     stale = [x for x in changed if x in members]
-    for start in range(0, len(stale), _CHUNK):
-        conn.execute(identity_map.delete().where(identity_map.c.identifier.in_(stale[start : start + _CHUNK])))
+    _forget(conn, stale)
     if changed:
         conn.execute(identity_map.insert(), [{"identifier": x, "person_id": assignment[x]} for x in changed])
+
+
+def _forget(conn: Connection, identifiers: Iterable[str]) -> None:
+    for chunk in _chunks(identifiers):
+        conn.execute(identity_map.delete().where(identity_map.c.identifier.in_(chunk)))
 
 
 def _earliest_links(conn: Connection, persons: set[str]) -> list[_Candidate]:
     """For each person, the earliest active link touching its canonical id (which is that
     component's earliest link, since the canonical id is its user side)."""
-    ordered = sorted(persons)
     best: dict[str, _Candidate] = {}
-    for start in range(0, len(ordered), _CHUNK):
-        chunk = ordered[start : start + _CHUNK]
+    for chunk in _chunks(persons):
         rows = conn.execute(
             sa.select(identity_links.c.id_a, identity_links.c.id_b, identity_links.c.linked_at).where(
                 identity_links.c.active & (identity_links.c.id_a.in_(chunk) | identity_links.c.id_b.in_(chunk))
@@ -285,39 +283,37 @@ def _earliest_links(conn: Connection, persons: set[str]) -> list[_Candidate]:
     return list(best.values())
 
 
-def _map_of(conn: Connection, ids: set[str]) -> dict[str, str]:
-    ordered = sorted(ids)
-    out: dict[str, str] = {}
+def _chunks(values: Iterable[str]) -> Iterator[list[str]]:
+    """Sorted slices small enough for one ``IN (...)``."""
+    ordered = sorted(values)
     for start in range(0, len(ordered), _CHUNK):
-        rows = conn.execute(
-            sa.select(identity_map.c.identifier, identity_map.c.person_id).where(
-                identity_map.c.identifier.in_(ordered[start : start + _CHUNK])
-            )
-        )
+        yield ordered[start : start + _CHUNK]
+
+
+def _map_where(conn: Connection, column: sa.Column[str], values: set[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for chunk in _chunks(values):
+        rows = conn.execute(sa.select(identity_map.c.identifier, identity_map.c.person_id).where(column.in_(chunk)))
         out.update(dict(rows.all()))
     return out
+
+
+def _map_of(conn: Connection, ids: set[str]) -> dict[str, str]:
+    """identifier -> person for those of ``ids`` that are linked."""
+    return _map_where(conn, identity_map.c.identifier, ids)
 
 
 def _members_of(conn: Connection, persons: set[str]) -> dict[str, str]:
-    ordered = sorted(persons)
-    out: dict[str, str] = {}
-    for start in range(0, len(ordered), _CHUNK):
-        rows = conn.execute(
-            sa.select(identity_map.c.identifier, identity_map.c.person_id).where(
-                identity_map.c.person_id.in_(ordered[start : start + _CHUNK])
-            )
-        )
-        out.update(dict(rows.all()))
-    return out
+    """identifier -> person for every identifier of ``persons``."""
+    return _map_where(conn, identity_map.c.person_id, persons)
 
 
 def _active_links_among(conn: Connection, ids: set[str]) -> list[tuple[str, str, datetime]]:
-    ordered = sorted(ids)
     out: list[tuple[str, str, datetime]] = []
-    for start in range(0, len(ordered), _CHUNK):
+    for chunk in _chunks(ids):
         rows = conn.execute(
             sa.select(identity_links.c.id_a, identity_links.c.id_b, identity_links.c.linked_at).where(
-                identity_links.c.active & identity_links.c.id_a.in_(ordered[start : start + _CHUNK])
+                identity_links.c.active & identity_links.c.id_a.in_(chunk)
             )
         )
         out.extend((a, b, _aware(at)) for a, b, at in rows if b in ids)
