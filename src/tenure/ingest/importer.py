@@ -76,7 +76,7 @@ def import_file(
         job = _Job(ws, con, kind, resolved, types, source=f"import:{path.name}")
         result = job.run(report)
         report("quarantine", 0.9)
-        stamp = ws.clock.now().strftime("%Y%m%dT%H%M%S")
+        stamp = ws.clock.now().strftime("%Y%m%dT%H%M%S%f")
         quarantine = ws.settings.quarantine_path / f"{path.name}.{stamp}.rejected.csv"
         n_bad = write_quarantine(con, quarantine, sql.rejections())
         report("done", 1.0)
