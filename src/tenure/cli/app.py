@@ -59,6 +59,7 @@ def serve(
     workspace: WorkspaceOption = Path("."),
     host: Annotated[str | None, typer.Option(help="Interface (default from tenure.toml).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (default from tenure.toml).")] = None,
+    flusher: Annotated[bool, typer.Option(help="Also run the flusher (off when one runs elsewhere).")] = True,
 ) -> None:
     """Run the collector (Segment-compatible /v1 API) and the flusher."""
     import uvicorn
@@ -68,7 +69,7 @@ def serve(
     with open_workspace(workspace) as ws:
         settings = ws.settings
     uvicorn.run(
-        create_app(settings.root),
+        create_app(settings.root, flush=flusher),
         host=host or settings.collector_host,
         port=port or settings.collector_port,
         log_level="warning",
