@@ -49,3 +49,11 @@ def test_malformed_settings_name_the_key(tmp_path: Path, text: str, key: str) ->
 def test_a_folder_without_settings_is_not_a_workspace(tmp_path: Path) -> None:
     with pytest.raises(WorkspaceError, match="tenure init"):
         Workspace(tmp_path)
+
+
+def test_an_engine_that_does_not_exist_yet_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    Workspace.init(tmp_path).close()
+    monkeypatch.setenv("TENURE_ENGINE", "spark")
+    with Workspace(tmp_path) as ws, pytest.raises(ConfigError) as info:
+        ws.engine()
+    assert info.value.key == "engine.name"

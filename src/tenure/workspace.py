@@ -7,7 +7,7 @@ from pathlib import Path
 
 from tenure.clock import Clock, SystemClock
 from tenure.config import SETTINGS_FILE, Settings, default_settings_text, load_settings
-from tenure.errors import WorkspaceError
+from tenure.errors import ConfigError, WorkspaceError
 from tenure.identity import IdentityGraph
 from tenure.keys import KeyRing
 from tenure.spec.ecommerce import CurrencyTable
@@ -42,6 +42,8 @@ class Workspace:
 
     def engine(self) -> DuckDBEngine:
         """A fresh analytics engine over the current lake snapshot."""
+        if self.settings.engine != "duckdb":
+            raise ConfigError("engine.name", f"the {self.settings.engine!r} engine is not available yet; use 'duckdb'")
         return DuckDBEngine(self.lake, self.state)
 
     def close(self) -> None:

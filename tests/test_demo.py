@@ -1,0 +1,59 @@
+"""The demo pipeline end to end, checked against the sample shop's ground truth."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from tenure import Workspace
+from tenure.cli import app
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("demo") / "ws"
+    result = CliRunner().invoke(app, ["demo", str(root), "--users", "400", "--days", "120", "--seed", "3"])
+    assert result.exit_code == 0, result.output
+    assert "sample shop" in result.output and "an example profile" in result.output
+    return root
+
+
+def test_orders_and_revenue_match_the_ground_truth(demo: Path) -> None:
+    truth = pd.read_parquet(demo / "sample" / "ground_truth" / "users.parquet")
+    with Workspace(demo) as ws:
+        engine = ws.engine()
+        orders = engine.tables().orders.execute()
+        engine.close()
+    assert len(orders) == truth["n_orders"].sum()
+    assert orders["revenue"].sum() == pytest.approx(truth["revenue_usd"].sum(), abs=0.01 * len(orders))
+    assert orders["net_revenue"].sum() == pytest.approx(
+        truth["revenue_usd"].sum() - truth["refunded_usd"].sum(), abs=0.01 * len(orders)
+    )
+    per_person = orders.groupby("person_id").size()
+    buyers = truth[truth["n_orders"] > 0].set_index("user_id")["n_orders"]
+    assert per_person.sort_index().to_dict() == buyers.sort_index().to_dict()
+
+
+def test_identity_resolution_never_merges_two_people_and_resolves_every_login(demo: Path) -> None:
+    truth = pd.read_parquet(demo / "sample" / "ground_truth" / "users.parquet")
+    owner = {anon: user for user, anons in zip(truth["user_id"], truth["anonymous_ids"], strict=True) for anon in anons}
+    owner.update({user: user for user in truth["user_id"]})
+    with Workspace(demo) as ws:
+        engine = ws.engine()
+        events = engine.tables().events.select("person_id", "user_id", "anonymous_id").execute()
+        engine.close()
+    events["true_person"] = events["user_id"].fillna(events["anonymous_id"]).map(owner)
+    assert events["true_person"].notna().all()
+    owners_per_person = events.groupby("person_id")["true_person"].nunique()
+    assert (owners_per_person == 1).all(), "a resolved person spans two real people"
+    signed_up = set(truth.loc[truth["signed_up"], "user_id"])
+    logged_in = events[events["user_id"].notna()]
+    assert (logged_in["person_id"] == logged_in["user_id"]).all()
+    linked_devices = events[events["anonymous_id"].isin(set(events.loc[events["user_id"].notna(), "anonymous_id"]))]
+    assert (linked_devices["person_id"] == linked_devices["true_person"]).all()
+    assert signed_up <= set(events["person_id"])  # every sign-up is its own resolved person
