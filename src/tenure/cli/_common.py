@@ -25,23 +25,20 @@ WorkspaceOption = Annotated[
 
 
 @contextmanager
-def open_workspace(path: Path) -> Iterator[Workspace]:
-    """Open the workspace and turn Tenure errors into a one-line message and exit code 1."""
+def failing_cleanly() -> Iterator[None]:
+    """Turn Tenure errors into a one-line message and exit code 1."""
     try:
-        with Workspace(path) as ws:
-            yield ws
+        yield
     except TenureError as exc:
         err_console.print(f"[red]error:[/red] {exc}", soft_wrap=True)
         raise typer.Exit(1) from None
 
 
 @contextmanager
-def failing_cleanly() -> Iterator[None]:
-    try:
-        yield
-    except TenureError as exc:
-        err_console.print(f"[red]error:[/red] {exc}", soft_wrap=True)
-        raise typer.Exit(1) from None
+def open_workspace(path: Path) -> Iterator[Workspace]:
+    """Open the workspace for one command, failing cleanly."""
+    with failing_cleanly(), Workspace(path) as ws:
+        yield ws
 
 
 @contextmanager
