@@ -93,3 +93,18 @@ def sqlite_workspace(tmp_path: Path) -> Iterator[Workspace]:
     ws = make_workspace(tmp_path / "ws")
     yield ws
     ws.close()
+
+
+@pytest.fixture(scope="session")
+def sample_shop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workspace]:
+    """A small generated shop, imported once per test process; tests must only read it."""
+    from tenure.ingest.importer import import_file
+    from tenure.sample import write_sample
+
+    root = tmp_path_factory.mktemp("sample-shop")
+    files = write_sample(root / "files", users=400, days=150, seed=11)
+    ws = make_workspace(root / "ws")
+    for path, kind in ((files.items, "items"), (files.users, "users"), (files.events, "events")):
+        import_file(ws, path, kind)  # type: ignore[arg-type]
+    yield ws
+    ws.close()

@@ -13,7 +13,7 @@ from tenure.config import Settings, default_settings_text, load_settings
 
 def test_the_written_file_documents_every_setting_with_its_default(tmp_path: Path) -> None:
     doc = tomllib.loads(default_settings_text())
-    assert set(doc) == {"state", "lake", "engine", "collector", "currency"}
+    assert set(doc) == {"state", "lake", "engine", "analytics", "lifecycle", "rfm", "collector", "currency"}
     Workspace.init(tmp_path).close()
     settings = load_settings(tmp_path, environ={})
     defaults = Settings(root=tmp_path)
@@ -21,6 +21,9 @@ def test_the_written_file_documents_every_setting_with_its_default(tmp_path: Pat
     assert settings.state_url == f"sqlite:///{tmp_path.resolve() / 'state.db'}"
     assert settings.lake_path == tmp_path.resolve() / "lake"
     assert settings.currency_rates["EUR"] == doc["currency"]["rates"]["EUR"]
+    assert settings.lifecycle == defaults.lifecycle
+    assert settings.lifecycle.churned_days == doc["lifecycle"]["churned_days"]
+    assert (settings.timezone, settings.rfm_bins) == (doc["analytics"]["timezone"], doc["rfm"]["bins"])
     assert (tmp_path / "state.db").exists() and (tmp_path / "lake").is_dir()
 
 
@@ -37,6 +40,9 @@ def test_environment_overrides_the_file(tmp_path: Path) -> None:
         ("[collector]\nport = \"eighty\"\n", "collector.port"),
         ("[currency.rates]\nEUR = -1\n", "currency.rates.EUR"),
         ("[lake\n", "tenure.toml"),
+        ("[lifecycle]\nchurned_days = 0\n", "lifecycle.churned_days"),
+        ('[lifecycle]\nat_risk_factor = "x"\n', "lifecycle.at_risk_factor"),
+        ('[analytics]\ntimezone = "Mars/Olympus"\n', "analytics.timezone"),
     ],
 )
 def test_malformed_settings_name_the_key(tmp_path: Path, text: str, key: str) -> None:
@@ -49,11 +55,3 @@ def test_malformed_settings_name_the_key(tmp_path: Path, text: str, key: str) ->
 def test_a_folder_without_settings_is_not_a_workspace(tmp_path: Path) -> None:
     with pytest.raises(WorkspaceError, match="tenure init"):
         Workspace(tmp_path)
-
-
-def test_an_engine_that_does_not_exist_yet_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    Workspace.init(tmp_path).close()
-    monkeypatch.setenv("TENURE_ENGINE", "spark")
-    with Workspace(tmp_path) as ws, pytest.raises(ConfigError) as info:
-        ws.engine()
-    assert info.value.key == "engine.name"

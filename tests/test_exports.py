@@ -8,7 +8,7 @@ import tenure
 def test_exported_members() -> None:
     assert sorted(tenure.__all__) == sorted(
         name for name in dir(tenure) if not name.startswith("_") and name not in {
-            "api", "cli", "clock", "config", "errors", "identity", "ingest", "keys", "overview",
+            "analytics", "api", "cli", "clock", "config", "errors", "identity", "ingest", "keys", "overview",
             "profiles", "sample", "spec", "store", "workspace",
         }
     )

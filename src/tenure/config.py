@@ -5,15 +5,28 @@ from __future__ import annotations
 import os
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from tenure.errors import ConfigError, WorkspaceError
 
 SETTINGS_FILE = "tenure.toml"
 EngineName = Literal["duckdb", "spark"]
+
+
+@dataclass(frozen=True, slots=True)
+class LifecycleSettings:
+    """The stage model's thresholds (``[lifecycle]``); days are whole days."""
+
+    new_customer_days: int = 30
+    loyal_min_orders: int = 4
+    loyal_recency_days: int = 60
+    at_risk_factor: float = 2.0
+    at_risk_days: int = 60
+    churned_days: int = 180
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +39,9 @@ class Settings:
     compact_min_files: int = 8
     engine: EngineName = "duckdb"
     spark_master: str = "local[2]"
+    timezone: str = "UTC"
+    lifecycle: LifecycleSettings = field(default_factory=LifecycleSettings)
+    rfm_bins: int = 5
     collector_host: str = "127.0.0.1"
     collector_port: int = 8088
     max_future_seconds: int = 86400
@@ -71,6 +87,9 @@ def load_settings(root: Path, environ: Mapping[str, str] | None = None) -> Setti
         compact_min_files=reader.get("lake.compact_min_files", int, 8),
         engine=engine,  # type: ignore[arg-type]
         spark_master=reader.get("engine.spark_master", str, "local[2]"),
+        timezone=_timezone(reader.get("analytics.timezone", str, "UTC")),
+        lifecycle=_lifecycle(reader),
+        rfm_bins=_positive(reader, "rfm.bins", 5),
         collector_host=reader.get("collector.host", str, "127.0.0.1"),
         collector_port=reader.get("collector.port", int, 8088),
         max_future_seconds=reader.get("collector.max_future_seconds", int, 86400),
@@ -78,6 +97,30 @@ def load_settings(root: Path, environ: Mapping[str, str] | None = None) -> Setti
         currency=reader.get("currency.base", str, "USD").upper(),
         currency_rates={str(k).upper(): float(v) for k, v in rates.items()},
     )
+
+
+def _lifecycle(reader: _Reader) -> LifecycleSettings:
+    defaults = LifecycleSettings()
+    values = {
+        f.name: _positive(reader, f"lifecycle.{f.name}", getattr(defaults, f.name)) for f in fields(LifecycleSettings)
+    }
+    return LifecycleSettings(**values)
+
+
+def _positive(reader: _Reader, key: str, default: int | float) -> Any:
+    kind: type | tuple[type, ...] = (int, float) if isinstance(default, float) else int
+    value = reader.get(key, kind, default)
+    if value <= 0:
+        raise ConfigError(key, "must be positive")
+    return type(default)(value)
+
+
+def _timezone(name: str) -> str:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ConfigError("analytics.timezone", f"{name!r} is not an IANA time zone such as 'Europe/Berlin'") from exc
+    return name
 
 
 def _resolve_sqlite(url: str, root: Path) -> str:

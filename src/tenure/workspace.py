@@ -7,11 +7,11 @@ from pathlib import Path
 
 from tenure.clock import Clock, SystemClock
 from tenure.config import SETTINGS_FILE, Settings, default_settings_text, load_settings
-from tenure.errors import ConfigError, WorkspaceError
+from tenure.errors import WorkspaceError
 from tenure.identity import IdentityGraph
 from tenure.keys import KeyRing
 from tenure.spec.ecommerce import CurrencyTable
-from tenure.store.engine import DuckDBEngine
+from tenure.store.engine import DuckDBEngine, Engine
 from tenure.store.lake import Lake
 from tenure.store.state import StateDB
 
@@ -40,11 +40,13 @@ class Workspace:
             raise WorkspaceError(f"{settings_file} exists and is not a file")
         return cls(path, clock=clock)
 
-    def engine(self) -> DuckDBEngine:
-        """A fresh analytics engine over the current lake snapshot."""
-        if self.settings.engine != "duckdb":
-            raise ConfigError("engine.name", f"the {self.settings.engine!r} engine is not available yet; use 'duckdb'")
-        return DuckDBEngine(self.lake, self.state)
+    def engine(self) -> Engine:
+        """A fresh analytics engine (DuckDB or Spark, per ``engine.name``); close it after use."""
+        if self.settings.engine == "spark":
+            from tenure.store.spark import SparkEngine
+
+            return SparkEngine(self.lake, self.state, self.settings.timezone, self.settings.spark_master)
+        return DuckDBEngine(self.lake, self.state, self.settings.timezone)
 
     def close(self) -> None:
         self.state.dispose()

@@ -10,13 +10,16 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from tenure.ingest.batches import build_batch
+from tenure.store.lake import AppendResult
 from tenure.store.state import inbox
 from tenure.workspace import Workspace
 
@@ -38,17 +41,30 @@ def flush_once(ws: Workspace, max_requests: int = 500) -> FlushResult:
         return FlushResult(0, 0, 0)
     ids = [row.id for row in rows]
     records = [rec for row in rows for rec in orjson.loads(row.body)]
-    batch = build_batch(records, ws.currencies, source="collector")
+    written = write_records(
+        ws, records, source="collector", on_commit=lambda conn: conn.execute(inbox.delete().where(inbox.c.id.in_(ids)))
+    )
+    return FlushResult(len(rows), written.written.get("events", 0), written.duplicates.get("events", 0))
 
+
+def write_records(
+    ws: Workspace,
+    records: Sequence[dict[str, Any]],
+    *,
+    source: str,
+    on_commit: Callable[[Connection], object] | None = None,
+) -> AppendResult:
+    """Write normalised messages to the lake with their identity links, in one commit."""
+    batch = build_batch(records, ws.currencies, source=source)
     with ws.lake.writer_lock():
         plan = ws.identity.plan(batch.links)
 
         def commit(conn: Connection) -> None:
-            conn.execute(inbox.delete().where(inbox.c.id.in_(ids)))
+            if on_commit is not None:
+                on_commit(conn)
             ws.identity.apply(conn, plan)
 
-        result = ws.lake.append(batch.tables, on_commit=commit)
-    return FlushResult(len(rows), result.written.get("events", 0), result.duplicates.get("events", 0))
+        return ws.lake.append(batch.tables, on_commit=commit)
 
 
 def flush_all(ws: Workspace) -> int:

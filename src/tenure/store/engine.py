@@ -1,21 +1,30 @@
 """The analytics engine: Ibis tables over one lake snapshot, attributed to canonical persons.
 
-State tables the engine needs (the identity map) are handed over as Arrow tables rather than
-attached through DuckDB's sqlite/postgres extensions, which would download at run time.
+One ``Engine`` builds the same tables on any Ibis backend: the fact tables come from the
+snapshot's Parquet files, state tables (the identity map) are handed over as Arrow tables
+rather than attached through DuckDB's sqlite/postgres extensions, which would download at run
+time. Analyses are Ibis expressions over these tables, so they run unchanged on DuckDB and on
+Spark (``store.spark``). Both sessions run in the workspace's reporting time zone, so a
+timestamp's ``date()`` and ``truncate()`` mean the local calendar day.
 """
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+from collections.abc import Collection
 from dataclasses import dataclass
 
 import ibis
 import ibis.expr.types as ir
+import pandas as pd
 import pyarrow as pa
 import sqlalchemy as sa
+from ibis.backends import BaseBackend
 
 from tenure.spec.ecommerce import FUNNEL_EVENTS
 from tenure.store.lake import Lake, LakeSnapshot
 from tenure.store.schemas import TABLES
+from tenure.store.sqltext import string_literal
 from tenure.store.state import StateDB, identity_map
 
 IDENTITY_SCHEMA = pa.schema([("identifier", pa.string()), ("person_id", pa.string())])
@@ -34,19 +43,21 @@ class LakeTables:
     identity_map: ir.Table
 
 
-class DuckDBEngine:
-    """Ibis over an in-process DuckDB; cheap to open, so open one per unit of work."""
+class Engine(ABC):
+    """An Ibis backend over the lake; subclasses say how files and Arrow tables get in."""
 
-    def __init__(self, lake: Lake, state: StateDB) -> None:
+    name: str
+    con: BaseBackend
+
+    def __init__(self, lake: Lake, state: StateDB, timezone: str) -> None:
         self.lake = lake
         self.state = state
-        self.con = ibis.duckdb.connect()
-        self.con.raw_sql("SET TimeZone='UTC'")
+        self.timezone = timezone
 
     def tables(self, snapshot: LakeSnapshot | None = None) -> LakeTables:
         snapshot = snapshot or self.lake.snapshot()
         raw = {name: self._raw_table(name, snapshot) for name in TABLES}
-        ids = self.con.create_table("identity_map", self._identity_arrow(), temp=True, overwrite=True)
+        ids = self._register("identity_map", self._identity_arrow())
         events = _with_funnel_step(_attribute(raw["events"], ids))
         orders = _attribute(raw["orders"], ids)
         return LakeTables(
@@ -54,26 +65,41 @@ class DuckDBEngine:
             orders=_with_adjustments(orders, raw["order_adjustments"]),
             order_items=_attach_person(raw["order_items"], orders),
             order_adjustments=_attach_person(raw["order_adjustments"], orders),
-            users=self._users(raw["users"], ids),
+            users=self._users(raw["users"], ids, snapshot),
             items=_latest_items(raw["items"]),
             identity_map=ids,
         )
 
-    def close(self) -> None:
-        self.con.disconnect()
+    def execute(self, expr: ir.Table) -> pd.DataFrame:
+        """Run ``expr`` and return a DataFrame that looks the same whichever engine ran it.
 
-    def _raw_table(self, name: str, snapshot: LakeSnapshot) -> ir.Table:
-        paths = snapshot.paths(name)
+        Analyses return calendar periods as dates, which both engines hand back alike.
+        """
+        dates = [name for name, dtype in expr.schema().items() if dtype.is_date()]
+        return normalise_frame(expr.to_pandas(), dates, self.timezone)
+
+    def register(self, name: str, data: pa.Table) -> ir.Table:
+        """Make an Arrow table queryable next to the lake tables (e.g. a reference list)."""
+        return self._register(name, data)
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    @abstractmethod
+    def _raw_table(self, name: str, snapshot: LakeSnapshot) -> ir.Table: ...
+
+    @abstractmethod
+    def _register(self, name: str, data: pa.Table) -> ir.Table: ...
+
+    @abstractmethod
+    def _users(self, observations: ir.Table, ids: ir.Table, snapshot: LakeSnapshot) -> ir.Table: ...
+
+    def _empty(self, name: str) -> pa.Table:
         spec = TABLES[name]
-        if not paths:
-            empty = spec.schema.empty_table()
-            if spec.by_date:
-                empty = empty.append_column("date", pa.array([], pa.date32()))
-            return self.con.create_table(f"_empty_{name}", empty, temp=True, overwrite=True)
-        options = {"union_by_name": True}
+        empty = spec.schema.empty_table()
         if spec.by_date:
-            options["hive_partitioning"] = True
-        return self.con.read_parquet(list(paths), table_name=f"_lake_{name}", **options)
+            empty = empty.append_column("date", pa.array([], pa.date32()))
+        return empty
 
     def _identity_arrow(self) -> pa.Table:
         with self.state.read() as conn:
@@ -82,7 +108,41 @@ class DuckDBEngine:
             {"identifier": [r[0] for r in rows], "person_id": [r[1] for r in rows]}, schema=IDENTITY_SCHEMA
         )
 
-    def _users(self, observations: ir.Table, ids: ir.Table) -> ir.Table:
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class DuckDBEngine(Engine):
+    """Ibis over an in-process DuckDB; cheap to open, so open one per unit of work."""
+
+    name = "duckdb"
+
+    def __init__(self, lake: Lake, state: StateDB, timezone: str = "UTC") -> None:
+        super().__init__(lake, state, timezone)
+        self.con = ibis.duckdb.connect()
+        self.con.raw_sql(f"SET TimeZone={string_literal(timezone)}")
+        # Spark's name for an instant's epoch microseconds, so analyses can use one function.
+        self.con.raw_sql("CREATE OR REPLACE TEMP MACRO unix_micros(ts) AS epoch_us(ts)")
+
+    def close(self) -> None:
+        self.con.disconnect()
+
+    def _raw_table(self, name: str, snapshot: LakeSnapshot) -> ir.Table:
+        paths = snapshot.paths(name)
+        if not paths:
+            return self._register(f"_empty_{name}", self._empty(name))
+        options = {"union_by_name": True}
+        if TABLES[name].by_date:
+            options["hive_partitioning"] = True
+        return self.con.read_parquet(list(paths), table_name=f"_lake_{name}", **options)
+
+    def _register(self, name: str, data: pa.Table) -> ir.Table:
+        return self.con.create_table(name, data, temp=True, overwrite=True)
+
+    def _users(self, observations: ir.Table, ids: ir.Table, snapshot: LakeSnapshot) -> ir.Table:
         """One row per person: traits merged in time order (later values win, per key)."""
         attributed = _attribute(observations.mutate(anonymous_id=ibis.null(str)), ids)
         name = "_user_traits"
@@ -97,6 +157,27 @@ class DuckDBEngine:
             FROM {name} GROUP BY person_id
             """
         )
+
+
+def normalise_frame(frame: pd.DataFrame, dates: Collection[str], timezone: str) -> pd.DataFrame:
+    """Give engine output one set of dtypes whichever engine ran it.
+
+    Date columns become naive ``datetime64[us]`` at midnight; timestamps become UTC
+    microseconds (naive ones are wall-clock times in the session's ``timezone``, which is how
+    Spark returns them); integers without nulls become ``int64``.
+    """
+    out = frame.copy()
+    for column in out.columns:
+        values = out[column]
+        if column in dates:
+            out[column] = pd.to_datetime(values).dt.tz_localize(None).astype("datetime64[us]")
+        elif pd.api.types.is_datetime64_any_dtype(values.dtype):
+            if getattr(values.dt, "tz", None) is None:
+                values = values.dt.tz_localize(timezone, ambiguous=True, nonexistent="shift_forward")
+            out[column] = values.dt.tz_convert("UTC").astype("datetime64[us, UTC]")
+        elif pd.api.types.is_integer_dtype(values.dtype) and not values.isna().any():
+            out[column] = values.astype("int64")
+    return out.reset_index(drop=True)
 
 
 def _attribute(table: ir.Table, ids: ir.Table) -> ir.Table:

@@ -1,0 +1,1 @@
+"""Lifecycle analytics as Ibis expressions over the engine tables (DuckDB or Spark)."""
