@@ -9,6 +9,7 @@ import pytest
 from analytics_support import assert_engines_agree, ingest, run
 
 from tenure import Workspace
+from tenure.analytics._json import json_field
 from tenure.analytics._time import cutoff, days_between, instant, period_start
 from tenure.store.engine import LakeTables
 
@@ -52,3 +53,12 @@ def test_periods_and_durations_are_local_and_agree(tmp_path: Path) -> None:
     assert frame.age.iloc[3] == pytest.approx(59 + 23.5 / 24)
     assert run(ws, lambda t: t.events.count().as_table()).iloc[0, 0] == 4
     ws.close()
+
+
+def test_json_fields_read_alike_on_both_engines(sample_shop: Workspace) -> None:
+    def fields(t: LakeTables) -> object:
+        e = t.events.filter(t.events.event == "Product Viewed")
+        return e.select("message_id", category=json_field(e.properties, "category"),
+                        price=json_field(e.properties, "price").cast("float64"), absent=json_field(e.properties, "nope"))
+    frame = assert_engines_agree(sample_shop, fields, ["message_id"])  # type: ignore[arg-type]
+    assert frame.category.notna().all() and frame.absent.isna().all() and (frame.price > 0).all()

@@ -124,8 +124,9 @@ class DuckDBEngine(Engine):
         super().__init__(lake, state, timezone)
         self.con = ibis.duckdb.connect()
         self.con.raw_sql(f"SET TimeZone={string_literal(timezone)}")
-        # Spark's name for an instant's epoch microseconds, so analyses can use one function.
+        # Spark's names for functions Ibis does not make portable, so analyses use one name.
         self.con.raw_sql("CREATE OR REPLACE TEMP MACRO unix_micros(ts) AS epoch_us(ts)")
+        self.con.raw_sql("CREATE OR REPLACE TEMP MACRO get_json_object(doc, path) AS json_extract_string(doc, path)")
 
     def close(self) -> None:
         self.con.disconnect()
