@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from tenure.analytics.methods import AnalyticsMethods
 from tenure.clock import Clock, SystemClock
 from tenure.config import SETTINGS_FILE, Settings, default_settings_text, load_settings
 from tenure.errors import WorkspaceError
@@ -16,8 +17,12 @@ from tenure.store.lake import Lake
 from tenure.store.state import StateDB
 
 
-class Workspace:
-    """The handle every capability takes: ``Workspace(path)`` opens an initialised folder."""
+class Workspace(AnalyticsMethods):
+    """The handle every capability takes: ``Workspace(path)`` opens an initialised folder.
+
+    The lifecycle analytics are methods (``ws.stages()``, ``ws.rfm()``, ``ws.cohorts()``, …)
+    returning pandas DataFrames; see ``tenure.analytics.methods``.
+    """
 
     def __init__(self, root: str | Path | None = None, *, clock: Clock | None = None) -> None:
         self.settings: Settings = load_settings(Path(root or os.environ.get("TENURE_WORKSPACE", ".")))

@@ -29,20 +29,32 @@ MICROS_PER_DAY = 86_400_000_000
 
 def cutoff(as_of: datetime | date | str, timezone: str) -> datetime:
     """The exclusive UTC instant for ``as_of``; a date (or ``YYYY-MM-DD``) ends at local midnight."""
-    if isinstance(as_of, str):
-        try:
-            parsed: datetime | date = (
-                date.fromisoformat(as_of) if len(as_of) == 10 else datetime.fromisoformat(as_of)
-            )
-        except ValueError as exc:
-            raise ValidationError("as_of", f"{as_of!r} is not an ISO date or timestamp") from exc
-        as_of = parsed
-    if isinstance(as_of, datetime):
-        if as_of.tzinfo is None:
-            as_of = as_of.replace(tzinfo=ZoneInfo(timezone))
-        return as_of.astimezone(UTC)
-    next_day = datetime.combine(as_of + timedelta(days=1), time(), tzinfo=ZoneInfo(timezone))
-    return next_day.astimezone(UTC)
+    value = _parse(as_of, "as_of")
+    if isinstance(value, datetime):
+        return _aware(value, timezone)
+    return datetime.combine(value + timedelta(days=1), time(), tzinfo=ZoneInfo(timezone)).astimezone(UTC)
+
+
+def starting(start: datetime | date | str, timezone: str) -> datetime:
+    """The inclusive UTC instant a range starts at; a date starts at its local midnight."""
+    value = _parse(start, "start")
+    if isinstance(value, datetime):
+        return _aware(value, timezone)
+    return datetime.combine(value, time(), tzinfo=ZoneInfo(timezone)).astimezone(UTC)
+
+
+def _parse(value: datetime | date | str, field: str) -> datetime | date:
+    if not isinstance(value, str):
+        return value
+    try:
+        return date.fromisoformat(value) if len(value) == 10 else datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise ValidationError(field, f"{value!r} is not an ISO date or timestamp") from exc
+
+
+def _aware(value: datetime, timezone: str) -> datetime:
+    """Naive times are read in the reporting time zone."""
+    return (value if value.tzinfo else value.replace(tzinfo=ZoneInfo(timezone))).astimezone(UTC)
 
 
 def check_period(period: str) -> Period:

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from tenure.cli._common import console, failing_cleanly, key_value_table, progress_bar
+from tenure.cli.analytics_cmds import cohort_matrix
+from tenure.cli.output import rich_table
 from tenure.ingest.importer import import_file
 from tenure.overview import workspace_overview
 from tenure.profiles import person_profile
+from tenure.spec.ecommerce import FUNNEL_EVENTS
 from tenure.workspace import Workspace
 
 
@@ -48,4 +52,15 @@ def demo(
                     {"ids": ", ".join(p.identifiers), "events": p.events, "orders": p.orders, "revenue": p.revenue},
                 )
             )
-    console.print(f"workspace: [bold]{directory}[/bold] (try `tenure status -w {directory}`)")
+        _lifecycle_picture(ws)
+    console.print(f"workspace: [bold]{directory}[/bold] (try `tenure status -w {directory}`, `tenure kpis -w {directory}`)")
+
+
+def _lifecycle_picture(ws: Workspace) -> None:
+    """What a growth team looks at first: stages, RFM segments, cohorts and the purchase funnel."""
+    console.print(rich_table(ws.stage_distribution(), "lifecycle stages (as of the latest data)"))
+    console.print(rich_table(ws.rfm_segments(), "RFM segments"))
+    cohorts = ws.cohorts("month", cohort_of="first_order")
+    console.print(rich_table(cohort_matrix(cohorts, "order_retention", None), "repeat-order retention by first-order month"))
+    funnel = ws.funnel(list(FUNNEL_EVENTS), window=timedelta(days=7))
+    console.print(rich_table(funnel, "purchase funnel, last 90 days (7-day window)"))

@@ -160,6 +160,16 @@ class DuckDBEngine(Engine):
         )
 
 
+def utc_instant(value: object, timezone: str) -> pd.Timestamp | None:
+    """A timestamp scalar from either engine as a UTC ``pd.Timestamp`` (None for null)."""
+    if value is None or pd.isna(value):
+        return None
+    stamp = pd.Timestamp(value)
+    if stamp.tz is None:
+        stamp = stamp.tz_localize(timezone, ambiguous=True, nonexistent="shift_forward")
+    return stamp.tz_convert("UTC")
+
+
 def normalise_frame(frame: pd.DataFrame, dates: Collection[str], timezone: str) -> pd.DataFrame:
     """Give engine output one set of dtypes whichever engine ran it.
 
