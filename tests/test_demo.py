@@ -20,7 +20,28 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     result = CliRunner().invoke(app, ["demo", str(root), "--users", "400", "--days", "120", "--seed", "3"])
     assert result.exit_code == 0, result.output
     assert "sample shop" in result.output and "an example profile" in result.output
+    (root.parent / "demo-output.txt").write_text(result.output)
     return root
+
+
+def test_the_demo_shows_the_lifecycle_picture_it_computed(demo: Path) -> None:
+    output = (demo.parent / "demo-output.txt").read_text()
+    stage_part, _, rest = output.partition("RFM segments")
+    segment_part, _, _ = rest.partition("repeat-order retention")
+
+    def first_numbers(text: str) -> dict[str, int]:
+        cells = [line.split("│") for line in text.splitlines() if line.count("│") > 2]
+        return {c[1].strip(): int(c[2].strip().replace(",", "")) for c in cells if c[2].strip()}
+
+    stage_rows, segment_rows = first_numbers(stage_part.partition("lifecycle stages")[2]), first_numbers(segment_part)
+    with Workspace(demo) as ws:
+        stages = ws.stage_distribution()
+        segments = ws.rfm_segments()
+        funnel = ws.funnel(["Product Viewed", "Product Added", "Checkout Started", "Order Completed"])
+    assert stage_rows == dict(zip(stages.stage, stages.people, strict=True))
+    assert segment_rows == dict(zip(segments.segment, segments.people, strict=True))
+    assert funnel.people.iloc[0] > funnel.people.iloc[-1] > 0
+    assert "repeat-order retention" in output and "purchase funnel" in output
 
 
 def test_orders_and_revenue_match_the_ground_truth(demo: Path) -> None:

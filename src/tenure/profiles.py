@@ -8,6 +8,7 @@ from typing import Any
 
 import ibis
 import orjson
+import pandas as pd
 
 from tenure.errors import NotFoundError
 from tenure.workspace import Workspace
@@ -57,7 +58,7 @@ def person_profile(ws: Workspace, identifier: str) -> Profile:
         last_seen=_dt(activity["last"]),
         events=int(activity["n"]),
         orders=int(spend["n"]),
-        revenue=float(spend["revenue"] or 0.0),
+        revenue=0.0 if pd.isna(spend["revenue"]) else float(spend["revenue"]),
     )
 
 

@@ -59,8 +59,11 @@ def demo(
 def _lifecycle_picture(ws: Workspace) -> None:
     """What a growth team looks at first: stages, RFM segments, cohorts and the purchase funnel."""
     console.print(rich_table(ws.stage_distribution(), "lifecycle stages (as of the latest data)"))
-    console.print(rich_table(ws.rfm_segments(), "RFM segments"))
+    segments = ws.rfm_segments()[["segment", "people", "people_share", "revenue", "revenue_share"]]
+    console.print(rich_table(segments, "RFM segments"))
     cohorts = ws.cohorts("month", cohort_of="first_order")
-    console.print(rich_table(cohort_matrix(cohorts, "order_retention", None), "repeat-order retention by first-order month"))
+    first_months = cohort_matrix(cohorts[cohorts.period_index <= 6], "order_retention", None)
+    first_months["cohort"] = first_months["cohort"].dt.strftime("%Y-%m")
+    console.print(rich_table(first_months, "repeat-order retention by first-order month (first 6 months)"))
     funnel = ws.funnel(list(FUNNEL_EVENTS), window=timedelta(days=7))
     console.print(rich_table(funnel, "purchase funnel, last 90 days (7-day window)"))

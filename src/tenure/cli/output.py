@@ -45,9 +45,11 @@ def emit(frame: pd.DataFrame, *, fmt: Format, out: Path | None, title: str, disp
 
 def rich_table(frame: pd.DataFrame, title: str) -> Table:
     table = Table(title=title, title_justify="left")
-    for column in frame.columns:
+    for position, column in enumerate(frame.columns):
         numeric = pd.api.types.is_numeric_dtype(frame[column].dtype)
-        table.add_column(str(column).replace("_", " "), justify="right" if numeric else "left")
+        # The first column names the row (a stage, a cohort): never squeeze it.
+        header = str(column).replace("seconds_", "time_").replace("_", " ")
+        table.add_column(header, justify="right" if numeric else "left", no_wrap=position == 0)
     for row in frame.itertuples(index=False):
         table.add_row(*(_cell(value, str(column)) for value, column in zip(row, frame.columns, strict=True)))
     return table
@@ -63,10 +65,19 @@ def _cell(value: object, column: str) -> str:
     if isinstance(value, int):
         return f"{value:,}"
     if isinstance(value, float):
+        if "seconds" in column:
+            return _duration(value)
         if any(word in column for word in _FRACTION_WORDS):
             return f"{value:.1%}"
         return f"{value:,.2f}"
     return str(value)
+
+
+def _duration(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.1f} {unit}"
+    return f"{seconds:.0f} s"
 
 
 def _write_text(text: str, out: Path | None) -> None:
