@@ -175,19 +175,38 @@ def render(info: dict[str, Any], results: dict[str, Any]) -> Table:
     return table
 
 
+def growth(runs: list[tuple[dict[str, Any], dict[str, Any]]]) -> Table:
+    """Time of all analyses together against events: linear growth keeps seconds per M events flat."""
+    table = Table(title="Growth with data size (all analyses, DuckDB)")
+    for column in ("events", "people", "all DuckDB s", "s per M events", "all pandas s (incl. load)"):
+        table.add_column(column, justify="right")
+    for info, results in runs:
+        pandas_total = results["all_pandas_seconds"] + results["pandas_load_seconds"]
+        table.add_row(f"{info['events']:,}", f"{info['users']:,}", f"{results['all_duckdb_seconds']:.1f}",
+                      f"{results['all_duckdb_seconds'] / info['events'] * 1e6:.2f}", f"{pandas_total:.1f}")
+    return table
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--users", type=int, default=3000, help="sample shop users (200000 with --days 60: ~10M events)")
+    parser.add_argument("--users", default="3000",
+                        help="sample shop users; a comma list (e.g. 20000,200000) also reports growth with size")
     parser.add_argument("--days", type=int, default=120, help="sample shop days")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, default=Path("analytics-benchmark.json"), help="where results go")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        ws, info = prepare(Path(tmp), args.users, args.days, args.seed)
-        with ws:
-            results = bench(ws)
-    Console(width=120).print(render(info, results))
-    args.json.write_text(json.dumps({"sample": info, **results}, indent=2))
+    console = Console(width=120)
+    runs = []
+    for users in (int(u) for u in args.users.split(",")):
+        with tempfile.TemporaryDirectory() as tmp:
+            ws, info = prepare(Path(tmp), users, args.days, args.seed)
+            with ws:
+                results = bench(ws)
+        console.print(render(info, results))
+        runs.append((info, results))
+    if len(runs) > 1:
+        console.print(growth(runs))
+    args.json.write_text(json.dumps([{"sample": info, **results} for info, results in runs], indent=2))
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ runner = CliRunner()
 
 
 def cli(ws: Workspace, *args: str) -> tuple[int, str]:
-    result = runner.invoke(app, [*args, "-w", str(ws.settings.root)], env={"COLUMNS": "240"})
+    result = runner.invoke(app, [*args, "-w", str(ws.settings.root)], env={"COLUMNS": "60"})
     return result.exit_code, result.output
 
 
@@ -88,8 +88,8 @@ def test_json_parquet_and_table_outputs(sample_shop: Workspace, tmp_path: Path) 
     assert code == 0, output
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "rfm.parquet"), expected)
     code, output = cli(sample_shop, "rfm")
-    # The terminal may be narrow enough to wrap two-word names; single words stay whole.
-    assert code == 0 and all(name in output for name in RFM_SEGMENTS if " " not in name)
+    # The first column names the rows and is never squeezed, however narrow the terminal.
+    assert code == 0 and all(name in output for name in RFM_SEGMENTS)
     code, output = cli(sample_shop, "cohorts", "--metric", "order_retention")
     assert code == 0 and "cohort" in output and "%" in output
 
@@ -121,11 +121,10 @@ def test_the_spark_setting_runs_the_same_analyses(sample_shop: Workspace, monkey
     with Workspace(sample_shop.settings.root) as spark_ws:
         assert spark_ws.engine().name == "spark"
         as_of = datetime(2025, 5, 1, tzinfo=UTC)
+        # Each analysis is compared on both engines in its own test file; here the setting and
+        # the Workspace's date defaults (scalars from Spark) are what is checked.
         for call in (
             lambda ws: ws.stage_distribution(as_of),
-            lambda ws: ws.rfm_segments(as_of),
-            lambda ws: ws.cohorts("month", as_of=as_of),
-            lambda ws: ws.funnel(["Product Viewed", "Order Completed"], end=as_of),
-            lambda ws: ws.kpis("week", end=as_of),
+            lambda ws: ws.funnel(["Product Viewed", "Order Completed"]),
         ):
             pd.testing.assert_frame_equal(call(spark_ws), call(sample_shop), check_exact=False, rtol=1e-9)

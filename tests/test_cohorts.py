@@ -30,7 +30,7 @@ from baselines import rfm_cohorts as baseline  # noqa: E402
 
 EXAMPLES = settings(max_examples=35, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 MEASURES = ["cohort_size", "active_people", "retention", "ordering_people", "order_retention", "orders", "revenue",
-            "revenue_per_person", "cumulative_revenue_per_person"]
+            "revenue_retention", "revenue_per_person", "cumulative_revenue_per_person"]
 
 
 def period_of(day: date, period: str) -> date:
@@ -66,7 +66,7 @@ def reference(shop: Shop, period: str, cohort_of: str, by_channel: bool) -> pd.D
     last = number(start(shop.as_of - timedelta(microseconds=1)), period)
     rows = []
     for (cohort, channel), people in members.items():
-        base, cumulative = number(cohort, period), 0.0
+        base, cumulative, first_revenue = number(cohort, period), 0.0, 0.0
         for index in range(last - base + 1):
             def here(at: datetime, index: int = index, base: int = base) -> bool:
                 return number(start(at), period) - base == index
@@ -74,12 +74,15 @@ def reference(shop: Shop, period: str, cohort_of: str, by_channel: bool) -> pd.D
             placed = [(o, net) for o, net in orders if o.person in people and here(o.at)]
             revenue = sum(net for _, net in placed)
             cumulative += revenue
+            first_revenue = revenue if index == 0 else first_revenue
             size = len(people)
             rows.append({
                 "cohort": pd.Timestamp(cohort), **({"channel": channel} if by_channel else {}), "period_index": index,
                 "cohort_size": size, "active_people": len(active), "retention": len(active) / size,
                 "ordering_people": len({o.person for o, _ in placed}), "order_retention": len({o.person for o, _ in placed}) / size,
-                "orders": len(placed), "revenue": revenue, "revenue_per_person": revenue / size,
+                "orders": len(placed), "revenue": revenue,
+                "revenue_retention": revenue / first_revenue if first_revenue > 0 else float("nan"),
+                "revenue_per_person": revenue / size,
                 "cumulative_revenue_per_person": cumulative / size,
             })
     keys = ["cohort", *(["channel"] if by_channel else []), "period_index"]

@@ -118,6 +118,7 @@ def cohort_table(
     cells["revenue"] = cells["revenue"].fillna(0.0)
     size = cells["cohort_size"]
     cells = cells.sort_values([*keys, "period_index"])
+    first_revenue = cells["revenue"].where(cells["period_index"] == 0, 0.0).groupby([cells[k] for k in keys]).transform("sum")
     return pd.DataFrame({
         **{key: cells[key] for key in keys},
         "period_index": cells["period_index"],
@@ -128,6 +129,7 @@ def cohort_table(
         "order_retention": cells["ordering_people"] / size,
         "orders": cells["orders"],
         "revenue": cells["revenue"],
+        "revenue_retention": cells["revenue"] / first_revenue.where(first_revenue > 0),
         "revenue_per_person": cells["revenue"] / size,
         "cumulative_revenue_per_person": cells.groupby(keys)["revenue"].cumsum() / size,
     }).reset_index(drop=True)

@@ -24,7 +24,7 @@ COHORT_OF: tuple[CohortOf, ...] = ("first_seen", "first_order")
 NO_VALUE = "(none)"
 _OUTPUT = (
     "cohort", "period_index", "cohort_size", "active_people", "retention", "ordering_people", "order_retention",
-    "orders", "revenue", "revenue_per_person", "cumulative_revenue_per_person",
+    "orders", "revenue", "revenue_retention", "revenue_per_person", "cumulative_revenue_per_person",
 )
 
 
@@ -42,7 +42,8 @@ def cohort_table(
     missing from ``breakdown`` or with a null value get ``"(none)"``), period_index,
     cohort_size, active_people (with any event in the period), retention, ordering_people
     (with an order not cancelled before ``as_of``), order_retention, orders, revenue (net of
-    refunds made before ``as_of``), revenue_per_person, cumulative_revenue_per_person.
+    refunds made before ``as_of``), revenue_retention (revenue over the cohort's period-0
+    revenue; null when that is 0), revenue_per_person, cumulative_revenue_per_person.
 
     ``breakdown`` is a table of ``person_id`` and one other column (e.g. channel); its values
     are read as strings, and a person listed twice counts once, under the greatest value.
@@ -124,6 +125,7 @@ def _zero_filled(grid: ir.Table, active: ir.Table, ordering: ir.Table, keys: lis
 def _measures(cells: ir.Table, keys: list[str]) -> ir.Table:
     size = cells.cohort_size.cast("float64")
     curve = ibis.window(group_by=keys, order_by="period_index", rows=(None, 0))
+    first_revenue = ibis.cases((cells.period_index == 0, cells.revenue), else_=0.0).sum().over(group_by=keys)
     return cells.select(
         *keys,
         period_index=cells.period_index.cast("int64"),
@@ -134,6 +136,7 @@ def _measures(cells: ir.Table, keys: list[str]) -> ir.Table:
         order_retention=cells.ordering_people / size,
         orders=cells.orders,
         revenue=cells.revenue,
+        revenue_retention=ibis.cases((first_revenue > 0, cells.revenue / first_revenue), else_=ibis.null("float64")),
         revenue_per_person=cells.revenue / size,
         cumulative_revenue_per_person=cells.revenue.sum().over(curve) / size,
     ).order_by([*keys, "period_index"])

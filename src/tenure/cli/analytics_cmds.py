@@ -76,7 +76,7 @@ def cohorts(
     ] = "first_seen",
     by: Annotated[str | None, typer.Option(help="Split cohorts by a person feature or trait, e.g. channel.")] = None,
     metric: Annotated[
-        Literal["retention", "order_retention", "revenue_per_person", "cumulative_revenue_per_person"],
+        Literal["retention", "order_retention", "revenue_retention", "revenue_per_person", "cumulative_revenue_per_person"],
         typer.Option(help="What the table shows per cohort and period."),
     ] = "retention",
     as_of: AsOfOption = None,
