@@ -183,18 +183,22 @@ def _entries(
 def _reach(events: ir.Table, entries: ir.Table, steps: Sequence[FunnelStep], window: timedelta, order: str) -> ir.Table:
     """Entries widened with ``t<k>``/``m<k>``: the event that did step k (null when not done).
 
-    Each step is one left join of the table so far with that step's events, so the plan is a
-    chain (Spark recomputes shared subplans, which a diamond of joins would multiply).
+    Each step pairs the people so far with that step's events by an equality join on the
+    person (the time conditions are a filter: inside a left join's condition they would force
+    DuckDB into a nested-loop join, quadratic in events), keeps each person's first match and
+    attaches it with a left join, so people who stop keep their row.
     """
     limit = _micros(window)
     wide = entries
     for k, step in enumerate(steps[1:], start=2):
         cand = events.filter(_matches(events, step)).select(_p=events.person_id, _us=events.us, _mid=events.message_id)
-        prev, prev_id = (wide.t1, wide.m1) if order == "any" else (wide[f"t{k - 1}"], wide[f"m{k - 1}"])
-        later = (cand._us > prev) | ((cand._us == prev) & (cand._mid > prev_id))
-        joined = wide.left_join(cand, [wide.person_id == cand._p, later, cand._us - wide.t1 <= limit])
-        first = _first_per_person(joined, "_us", "_mid")
-        wide = first.rename(**{f"t{k}": "_us", f"m{k}": "_mid"}).drop("_p")
+        prev, prev_id = ("t1", "m1") if order == "any" else (f"t{k - 1}", f"m{k - 1}")
+        sofar = wide.select("person_id", "t1", _prev=wide[prev], _prev_id=wide[prev_id])
+        pairs = sofar.inner_join(cand, sofar.person_id == cand._p)
+        later = (pairs._us > pairs._prev) | ((pairs._us == pairs._prev) & (pairs._mid > pairs._prev_id))
+        first = _first_per_person(pairs.filter(later, pairs._us - pairs.t1 <= limit), "_us", "_mid")
+        reached = first.select(_p=first.person_id, **{f"t{k}": first._us, f"m{k}": first._mid})
+        wide = wide.left_join(reached, wide.person_id == reached._p).drop("_p")
     return wide
 
 
