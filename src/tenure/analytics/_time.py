@@ -57,6 +57,20 @@ def _aware(value: datetime, timezone: str) -> datetime:
     return (value if value.tzinfo else value.replace(tzinfo=ZoneInfo(timezone))).astimezone(UTC)
 
 
+def check_instant(value: datetime, field: str) -> None:
+    """Analyses take resolved instants; a naive datetime would be read differently per engine."""
+    if not isinstance(value, datetime) or value.tzinfo is None:
+        raise ValidationError(field, f"must be a timezone-aware datetime; got {value!r}")
+
+
+def check_range(start: datetime, end: datetime) -> None:
+    """``[start, end)`` must be two aware instants with ``end`` after ``start``."""
+    check_instant(start, "start")
+    check_instant(end, "end")
+    if end <= start:
+        raise ValidationError("end", f"must be after start ({start.isoformat()}); got {end.isoformat()}")
+
+
 def check_period(period: str) -> Period:
     if period not in PERIODS:
         raise ValidationError("period", f"must be one of {', '.join(PERIODS)}; got {period!r}")

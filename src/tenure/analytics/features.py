@@ -20,18 +20,11 @@ import ibis.expr.types as ir
 
 from tenure.analytics._json import json_field
 from tenure.analytics._orders import orders_as_of
-from tenure.analytics._time import days_between, instant, unix_micros
-from tenure.errors import ValidationError
+from tenure.analytics._time import check_instant, days_between, instant, unix_micros
 from tenure.store.engine import LakeTables
 
 WINDOWS_DAYS: tuple[int, ...] = (7, 30, 90)
 SESSION_GAP_MICROS = 30 * 60 * 1_000_000  # a gap longer than 30 minutes starts a new session
-
-
-def check_instant(value: datetime, field: str) -> None:
-    """Analyses take resolved instants; a naive datetime would be read differently per engine."""
-    if not isinstance(value, datetime) or value.tzinfo is None:
-        raise ValidationError(field, f"must be a timezone-aware datetime; got {value!r}")
 
 
 def known_activity(t: LakeTables, *, cut: ir.TimestampScalar | None = None) -> ir.Table:

@@ -28,7 +28,7 @@ import ibis
 import ibis.expr.types as ir
 
 from tenure.analytics._json import json_field
-from tenure.analytics._time import check_period, instant, period_start, unix_micros
+from tenure.analytics._time import check_period, check_range, instant, period_start, unix_micros
 from tenure.errors import ValidationError
 from tenure.store.engine import LakeTables
 
@@ -125,10 +125,7 @@ def _check(
         raise ValidationError("window", f"must be positive; got {window}")
     if order not in ORDERS:
         raise ValidationError("order", f"must be one of {', '.join(ORDERS)}; got {order!r}")
-    if start.tzinfo is None or end.tzinfo is None:
-        raise ValidationError("start", "start and end must be time-zone aware instants")
-    if end <= start:
-        raise ValidationError("end", f"must be after start ({start.isoformat()}); got {end.isoformat()}")
+    check_range(start, end)
     if by is not None:
         if not _KEY.match(by):
             raise ValidationError("by", f"{by!r} must be letters, digits, '_' or '-'")

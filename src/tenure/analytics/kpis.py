@@ -20,7 +20,7 @@ import ibis
 import ibis.expr.types as ir
 
 from tenure.analytics._orders import orders_as_of
-from tenure.analytics._time import Period, check_period, instant
+from tenure.analytics._time import Period, check_instant, check_period, instant
 from tenure.config import LifecycleSettings
 from tenure.errors import ValidationError
 from tenure.store.engine import LakeTables
@@ -130,9 +130,8 @@ def daily_activity(t: LakeTables, *, start: datetime, end: datetime) -> ir.Table
 
 
 def _check(start: datetime, end: datetime, period: str) -> Period:
-    for name, value in (("start", start), ("end", end)):
-        if value.tzinfo is None:
-            raise ValidationError(name, "must be timezone-aware (resolve it with _time.starting/cutoff)")
+    check_instant(start, "start")
+    check_instant(end, "end")
     if start >= end:
         raise ValidationError("start", "must be before end")
     return check_period(period)

@@ -190,28 +190,37 @@ class AnalyticsMethods:
     def _cutoff(self, value: DateLike) -> datetime:
         return cutoff(value, self.settings.timezone)
 
-    def _as_of(self, t: LakeTables, value: DateLike | None) -> datetime:
+    def _span(self, t: LakeTables) -> tuple[pd.Timestamp | None, pd.Timestamp | None]:
+        """The earliest and latest event (None when there are none), read in one query."""
+        events = t.events
+        row = events.aggregate(lo=events.timestamp.min(), hi=events.timestamp.max()).execute().iloc[0]
+        return utc_instant(row["lo"], self.settings.timezone), utc_instant(row["hi"], self.settings.timezone)
+
+    def _local_day(self, stamp: pd.Timestamp) -> date:
+        day: date = stamp.tz_convert(self.settings.timezone).date()
+        return day
+
+    def _as_of(self, t: LakeTables, value: DateLike | None, latest: pd.Timestamp | None = None) -> datetime:
         """The given instant, or the end of the local day of the latest event."""
         if value is not None:
             return self._cutoff(value)
-        latest = utc_instant(t.events.timestamp.max().execute(), self.settings.timezone)
+        latest = latest or self._span(t)[1]
         if latest is None:
             raise ValidationError("as_of", "the workspace has no events yet; give a date")
-        return self._cutoff(latest.tz_convert(self.settings.timezone).date())
+        return self._cutoff(self._local_day(latest))
 
     def _range(
         self, t: LakeTables, start: DateLike | None, end: DateLike | None, *, default_days: int
     ) -> tuple[datetime, datetime]:
         """[start, end) as instants; by default the last ``default_days``, not before the data."""
-        last = self._as_of(t, end)
+        earliest, latest = self._span(t) if start is None or end is None else (None, None)
+        last = self._as_of(t, end, latest)
         if start is not None:
             first = starting(start, self.settings.timezone)
         else:
-            earliest = utc_instant(t.events.timestamp.min().execute(), self.settings.timezone)
             first = last - timedelta(days=default_days)
             if earliest is not None:
-                day = earliest.tz_convert(self.settings.timezone).date()
-                first = max(first, starting(day, self.settings.timezone))
+                first = max(first, starting(self._local_day(earliest), self.settings.timezone))
         if first >= last:
             raise ValidationError("start", "must be before end")
         return first, last

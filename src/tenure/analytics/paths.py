@@ -23,7 +23,7 @@ from datetime import datetime, timedelta
 import ibis
 import ibis.expr.types as ir
 
-from tenure.analytics._time import instant, unix_micros
+from tenure.analytics._time import check_range, instant, unix_micros
 from tenure.errors import ValidationError
 from tenure.store.engine import LakeTables
 
@@ -93,10 +93,7 @@ def _check(
         raise ValidationError("depth", f"must be between 1 and {MAX_DEPTH}; got {depth}")
     if top_n < 1:
         raise ValidationError("top_n", f"must be at least 1; got {top_n}")
-    if start.tzinfo is None or end.tzinfo is None:
-        raise ValidationError("start", "start and end must be time-zone aware instants")
-    if end <= start:
-        raise ValidationError("end", f"must be after start ({start.isoformat()}); got {end.isoformat()}")
+    check_range(start, end)
     if session_gap <= timedelta(0):
         raise ValidationError("session_gap", f"must be positive; got {session_gap}")
 

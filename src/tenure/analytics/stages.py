@@ -31,8 +31,8 @@ import ibis
 import ibis.expr.types as ir
 import pyarrow as pa
 
-from tenure.analytics._time import days_between
-from tenure.analytics.features import check_instant, ipt_mean, known_activity
+from tenure.analytics._time import check_instant, check_range, days_between
+from tenure.analytics.features import ipt_mean, known_activity
 from tenure.config import LifecycleSettings
 from tenure.errors import ValidationError
 from tenure.store.engine import LakeTables
@@ -74,10 +74,7 @@ def stage_transitions(
     to_stage, people. All pairs are present (zero-filled), in ``STAGES`` order with
     ``"(new)"`` first.
     """
-    check_instant(start, "start")
-    check_instant(end, "end")
-    if end <= start:
-        raise ValidationError("end", f"must be after start ({start.isoformat()}); got {end.isoformat()}")
+    check_range(start, end)
     before = _stages(t, _instants([start]), lifecycle).select("person_id", _from="stage")
     after = _stages(t, _instants([end]), lifecycle).select("person_id", _to="stage")
     moved = after.left_join(before, "person_id")
