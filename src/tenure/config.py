@@ -42,6 +42,8 @@ class Settings:
     timezone: str = "UTC"
     lifecycle: LifecycleSettings = field(default_factory=LifecycleSettings)
     rfm_bins: int = 5
+    segments_live: bool = True
+    segments_refresh_minutes: float = 15.0
     collector_host: str = "127.0.0.1"
     collector_port: int = 8088
     max_future_seconds: int = 86400
@@ -90,6 +92,8 @@ def load_settings(root: Path, environ: Mapping[str, str] | None = None) -> Setti
         timezone=_timezone(reader.get("analytics.timezone", str, "UTC")),
         lifecycle=_lifecycle(reader),
         rfm_bins=_positive(reader, "rfm.bins", 5),
+        segments_live=reader.get("segments.live", bool, True),
+        segments_refresh_minutes=_positive(reader, "segments.refresh_minutes", 15.0),
         collector_host=reader.get("collector.host", str, "127.0.0.1"),
         collector_port=reader.get("collector.port", int, 8088),
         max_future_seconds=reader.get("collector.max_future_seconds", int, 86400),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from functools import cached_property
 from pathlib import Path
 
 from tenure.analytics.methods import AnalyticsMethods
@@ -11,6 +12,7 @@ from tenure.config import SETTINGS_FILE, Settings, default_settings_text, load_s
 from tenure.errors import WorkspaceError
 from tenure.identity import IdentityGraph
 from tenure.keys import KeyRing
+from tenure.segments import Segments
 from tenure.spec.ecommerce import CurrencyTable
 from tenure.store.engine import DuckDBEngine, Engine
 from tenure.store.lake import Lake
@@ -44,6 +46,11 @@ class Workspace(AnalyticsMethods):
         elif not settings_file.is_file():
             raise WorkspaceError(f"{settings_file} exists and is not a file")
         return cls(path, clock=clock)
+
+    @cached_property
+    def segments(self) -> Segments:
+        """Saved segments, their live membership and changes (``tenure.segments``)."""
+        return Segments(self)
 
     def engine(self) -> Engine:
         """A fresh analytics engine (DuckDB or Spark, per ``engine.name``); close it after use."""

@@ -48,13 +48,13 @@ class AnalyticsMethods:
     # -- people -----------------------------------------------------------------------
     def features(self, as_of: DateLike | None = None) -> pd.DataFrame:
         """One row per person: activity, orders, revenue, recency, windows, traits (point-in-time)."""
-        return self._run(lambda t: _features.person_features(t, as_of=self._as_of(t, as_of)), order_by="person_id")
+        return self._run(lambda t: _features.person_features(t, as_of=self.resolve_as_of(t, as_of)), order_by="person_id")
 
     def stages(self, as_of: DateLike | None = None) -> pd.DataFrame:
         """Each person's lifecycle stage at ``as_of`` and the facts that decided it."""
         lifecycle = self.settings.lifecycle
         return self._run(
-            lambda t: _stages.lifecycle_stages(t, as_of=self._as_of(t, as_of), lifecycle=lifecycle), order_by="person_id"
+            lambda t: _stages.lifecycle_stages(t, as_of=self.resolve_as_of(t, as_of), lifecycle=lifecycle), order_by="person_id"
         )
 
     def stage_distribution(self, as_of: DateLike | None = None) -> pd.DataFrame:
@@ -62,7 +62,7 @@ class AnalyticsMethods:
         lifecycle = self.settings.lifecycle
 
         def query(t: LakeTables) -> ir.Table:
-            people = _stages.lifecycle_stages(t, as_of=self._as_of(t, as_of), lifecycle=lifecycle)
+            people = _stages.lifecycle_stages(t, as_of=self.resolve_as_of(t, as_of), lifecycle=lifecycle)
             return _distribution(people, "stage", _stages.STAGES)
 
         return self._run(query)
@@ -88,7 +88,7 @@ class AnalyticsMethods:
         lifecycle = self.settings.lifecycle
         return self._run(
             lambda t: _stages.stage_transitions(
-                t, start=self._cutoff(start), end=self._as_of(t, end), lifecycle=lifecycle
+                t, start=self._cutoff(start), end=self.resolve_as_of(t, end), lifecycle=lifecycle
             )
         )
 
@@ -96,12 +96,12 @@ class AnalyticsMethods:
     def rfm(self, as_of: DateLike | None = None) -> pd.DataFrame:
         """Recency, frequency and monetary scores and the named RFM segment of every customer."""
         bins = self.settings.rfm_bins
-        return self._run(lambda t: _rfm.rfm_scores(t, as_of=self._as_of(t, as_of), bins=bins), order_by="person_id")
+        return self._run(lambda t: _rfm.rfm_scores(t, as_of=self.resolve_as_of(t, as_of), bins=bins), order_by="person_id")
 
     def rfm_segments(self, as_of: DateLike | None = None) -> pd.DataFrame:
         """People and revenue share of each named RFM segment."""
         bins = self.settings.rfm_bins
-        return self._run(lambda t: _rfm.rfm_segments(t, as_of=self._as_of(t, as_of), bins=bins))
+        return self._run(lambda t: _rfm.rfm_segments(t, as_of=self.resolve_as_of(t, as_of), bins=bins))
 
     def cohorts(
         self,
@@ -118,7 +118,7 @@ class AnalyticsMethods:
         check_period(period)
 
         def query(t: LakeTables) -> ir.Table:
-            cut = self._as_of(t, as_of)
+            cut = self.resolve_as_of(t, as_of)
             breakdown = None if by is None else _person_property(t, by, cut)
             return _cohorts.cohort_table(t, as_of=cut, period=period, cohort_of=cohort_of, breakdown=breakdown)
 
@@ -200,7 +200,7 @@ class AnalyticsMethods:
         day: date = stamp.tz_convert(self.settings.timezone).date()
         return day
 
-    def _as_of(self, t: LakeTables, value: DateLike | None, latest: pd.Timestamp | None = None) -> datetime:
+    def resolve_as_of(self, t: LakeTables, value: DateLike | None, latest: pd.Timestamp | None = None) -> datetime:
         """The given instant, or the end of the local day of the latest event."""
         if value is not None:
             return self._cutoff(value)
@@ -214,7 +214,7 @@ class AnalyticsMethods:
     ) -> tuple[datetime, datetime]:
         """[start, end) as instants; by default the last ``default_days``, not before the data."""
         earliest, latest = self._span(t) if start is None or end is None else (None, None)
-        last = self._as_of(t, end, latest)
+        last = self.resolve_as_of(t, end, latest)
         if start is not None:
             first = starting(start, self.settings.timezone)
         else:
@@ -233,7 +233,7 @@ class AnalyticsMethods:
             raise ValidationError("every", f"must be 'day' or 'week'; got {every!r}")
         step = timedelta(days=1 if every == "day" else 7)
         zone = ZoneInfo(self.settings.timezone)
-        last_day = (self._as_of(t, end) - timedelta(microseconds=1)).astimezone(zone).date()
+        last_day = (self.resolve_as_of(t, end) - timedelta(microseconds=1)).astimezone(zone).date()
         first_day = (
             starting(start, self.settings.timezone).astimezone(zone).date() if start is not None else last_day - 12 * step
         )

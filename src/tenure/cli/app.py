@@ -10,7 +10,7 @@ from typing import Annotated, Literal
 
 import typer
 
-from tenure.cli import analytics_cmds, identity_cmds
+from tenure.cli import analytics_cmds, identity_cmds, segments_cmds
 from tenure.cli._common import (
     WorkspaceOption,
     console,
@@ -29,6 +29,7 @@ from tenure.workspace import Workspace
 
 app = typer.Typer(help="Tenure: user lifecycle management.", no_args_is_help=True, pretty_exceptions_enable=False)
 app.add_typer(identity_cmds.app, name="identity")
+app.add_typer(segments_cmds.app, name="segments")
 app.command("demo")(demo)
 for command in (analytics_cmds.stages, analytics_cmds.rfm, analytics_cmds.cohorts, analytics_cmds.funnel,
                 analytics_cmds.paths, analytics_cmds.kpis):
@@ -89,9 +90,10 @@ def import_command(
     mapping_file: Annotated[Path | None, typer.Option(help="TOML/JSON file of target = column.")] = None,
     fmt: Annotated[str | None, typer.Option("--format", help="csv | parquet | jsonl (default: by suffix)")] = None,
     timezone: Annotated[str, typer.Option(help="Zone of timestamps without an offset.")] = "UTC",
+    refresh: Annotated[bool, typer.Option(help="Recompute every segment afterwards.")] = True,
     workspace: WorkspaceOption = Path("."),
 ) -> None:
-    """Import a file; bad rows go to a quarantine file, re-imports add nothing."""
+    """Import a file; bad rows go to a quarantine file, re-imports add nothing; segments follow."""
     if kind not in ("events", "orders", "users", "items"):
         raise typer.BadParameter(f"must be events, orders, users or items, not {kind!r}", param_hint="--kind")
     if fmt not in (None, "csv", "parquet", "jsonl"):
@@ -112,6 +114,9 @@ def import_command(
         if summary.quarantine_file:
             rows["quarantine file"] = str(summary.quarantine_file)
         console.print(key_value_table(f"import of {file.name} ({kind})", rows))
+        if refresh and summary.imported:
+            result = ws.segments.refresh()
+            console.print(f"segments refreshed: {result.entered:,} entries, {result.exited:,} exits")
 
 
 @app.command()
@@ -123,7 +128,7 @@ def flush(
     """Move the inbox into the lake: once, or continuously with --follow."""
     with open_workspace(workspace) as ws:
         if not follow:
-            console.print(f"{flush_all(ws):,} events flushed")
+            console.print(f"{flush_all(ws).events:,} events flushed")
             return
         stop = threading.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from importlib import resources
 from pathlib import Path
 from typing import Annotated
 
 import typer
+import yaml
 
 from tenure.cli._common import console, failing_cleanly, key_value_table, progress_bar
 from tenure.cli.analytics_cmds import cohort_matrix
@@ -14,6 +16,7 @@ from tenure.cli.output import rich_table
 from tenure.ingest.importer import import_file
 from tenure.overview import workspace_overview
 from tenure.profiles import person_profile
+from tenure.segments.clustering import plot_projection
 from tenure.spec.ecommerce import FUNNEL_EVENTS
 from tenure.workspace import Workspace
 
@@ -53,6 +56,7 @@ def demo(
                 )
             )
         _lifecycle_picture(ws)
+        _saved_segments(ws, directory)
     console.print(f"workspace: [bold]{directory}[/bold] (try `tenure status -w {directory}`, `tenure kpis -w {directory}`)")
 
 
@@ -67,3 +71,19 @@ def _lifecycle_picture(ws: Workspace) -> None:
     console.print(rich_table(first_months, "repeat-order retention by first-order month (first 6 months)"))
     funnel = ws.funnel(list(FUNNEL_EVENTS), window=timedelta(days=7))
     console.print(rich_table(funnel, "purchase funnel, last 90 days (7-day window)"))
+
+
+def _saved_segments(ws: Workspace, directory: Path) -> None:
+    """Save the example segments and a behavioural clustering, then show who is in them."""
+    examples = yaml.safe_load(resources.files("tenure").joinpath("templates/segments.yaml").read_text())
+    with progress_bar("saving segments") as update:
+        for done, example in enumerate(examples):
+            update(example["name"], done / (len(examples) + 1))
+            ws.segments.create(example["name"], example["rule"], description=example["description"], replace=True)
+        update("clustering", len(examples) / (len(examples) + 1))
+        clustering = ws.segments.create_clusters("behaviour", replace=True)
+    saved = ws.segments.list()
+    saved = saved[saved["kind"] != "builtin"][["name", "size", "description"]]
+    console.print(rich_table(saved, "saved segments (kept up to date by `tenure serve`)"))
+    chart = plot_projection(clustering, directory / "behaviour-clusters.png")
+    console.print(f"behaviour clusters in 2-D: {chart}")

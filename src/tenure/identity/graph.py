@@ -234,6 +234,13 @@ class IdentityGraph:
         with self.state.read() as conn:
             return _map_of(conn, {identifier}).get(identifier, identifier)
 
+    def persons_of(self, identifiers: Iterable[str]) -> set[str]:
+        """The canonical persons of many identifiers (an unlinked identifier is its own person)."""
+        ids = set(identifiers)
+        with self.state.read() as conn:
+            mapped = _map_of(conn, ids)
+        return {mapped.get(i, i) for i in ids}
+
     def identifiers_of(self, person: str) -> list[str]:
         with self.state.read() as conn:
             found = _members_of(conn, {person})

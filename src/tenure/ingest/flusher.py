@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -31,6 +32,7 @@ class FlushResult:
     requests: int
     events: int
     duplicates: int
+    identifiers: frozenset[str] = frozenset()  # user and anonymous ids the flushed messages carry
 
 
 def flush_once(ws: Workspace, max_requests: int = 500) -> FlushResult:
@@ -44,7 +46,10 @@ def flush_once(ws: Workspace, max_requests: int = 500) -> FlushResult:
     written = write_records(
         ws, records, source="collector", on_commit=lambda conn: conn.execute(inbox.delete().where(inbox.c.id.in_(ids)))
     )
-    return FlushResult(len(rows), written.written.get("events", 0), written.duplicates.get("events", 0))
+    identifiers = frozenset(
+        value for rec in records for value in (rec.get("user_id"), rec.get("anonymous_id")) if isinstance(value, str)
+    )
+    return FlushResult(len(rows), written.written.get("events", 0), written.duplicates.get("events", 0), identifiers)
 
 
 def write_records(
@@ -67,24 +72,37 @@ def write_records(
         return ws.lake.append(batch.tables, on_commit=commit)
 
 
-def flush_all(ws: Workspace) -> int:
-    """Flush until the inbox is empty; returns the number of events written."""
-    total = 0
+def flush_all(ws: Workspace) -> FlushResult:
+    """Flush until the inbox is empty; returns the totals and every identifier touched."""
+    requests = events = duplicates = 0
+    identifiers: set[str] = set()
     while (result := flush_once(ws)).requests:
-        total += result.events
-    return total
+        requests += result.requests
+        events += result.events
+        duplicates += result.duplicates
+        identifiers |= result.identifiers
+    return FlushResult(requests, events, duplicates, frozenset(identifiers))
 
 
 def run_flusher(ws: Workspace, interval: float, stop: threading.Event, compact_every: int = 60) -> None:
-    """Flush every ``interval`` seconds and compact now and then, until ``stop`` is set.
+    """Flush every ``interval`` seconds, keep segments live, compact now and then, until ``stop``.
 
+    After each flush the people the new messages touched are re-evaluated in every
+    person-local segment; all segments are recomputed every ``segments.refresh_minutes``.
     Errors are logged and retried: the inbox keeps the data until a flush succeeds. A last
     flush runs after ``stop`` so that a clean shutdown leaves the inbox empty.
     """
     rounds = 0
+    full_every = ws.settings.segments_refresh_minutes * 60
+    last_full = time.monotonic()
     while not stop.is_set():
         try:
-            flush_all(ws)
+            flushed = flush_all(ws)
+            if ws.settings.segments_live and flushed.identifiers:
+                ws.segments.refresh_people(flushed.identifiers)
+            if time.monotonic() - last_full >= full_every:
+                last_full = time.monotonic()
+                ws.segments.refresh()
             rounds += 1
             if rounds % compact_every == 0:
                 ws.lake.compact(ws.settings.compact_min_files)

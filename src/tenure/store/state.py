@@ -1,7 +1,8 @@
 """The state DB: tables, migrations and connections (SQLAlchemy Core; SQLite or PostgreSQL).
 
 It holds what must change in place or be durable before an acknowledgement: the inbox of
-accepted-but-not-flushed messages, the lake manifest, the identity graph and the API keys.
+accepted-but-not-flushed messages, the lake manifest, the identity graph, the API keys, saved
+segments with their members and changes, and model scores.
 """
 
 from __future__ import annotations
@@ -89,10 +90,70 @@ api_keys = sa.Table(
     sa.Column("revoked", sa.Boolean, nullable=False, default=False),
 )
 
-SCHEMA_VERSION = 1
+# Saved segments: ``definition`` is JSON (a rule, or a cluster's clustering settings).
+segments = sa.Table(
+    "segments",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(200), nullable=False, unique=True),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("definition", sa.Text, nullable=False),
+    sa.Column("description", sa.Text, nullable=False, default=""),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("refreshed_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("size", sa.Integer, nullable=False, default=0),
+)
+
+# Current members of each segment.
+segment_members = sa.Table(
+    "segment_members",
+    metadata,
+    sa.Column("segment_id", sa.Integer, primary_key=True),
+    sa.Column("person_id", sa.String(256), primary_key=True),
+    sa.Column("entered_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+# Every entry and exit, in the order they were detected: journeys read it from a cursor (id).
+segment_changes = sa.Table(
+    "segment_changes",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("segment_id", sa.Integer, nullable=False, index=True),
+    sa.Column("person_id", sa.String(256), nullable=False),
+    sa.Column("change", sa.String(8), nullable=False),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+)
+
+# Size after every refresh: the segment's size over time.
+segment_sizes = sa.Table(
+    "segment_sizes",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("segment_id", sa.Integer, nullable=False, index=True),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("size", sa.Integer, nullable=False),
+    sa.Column("entered", sa.Integer, nullable=False),
+    sa.Column("exited", sa.Integer, nullable=False),
+)
+
+# Model scores on profiles (written by the models capability, read by segment rules).
+person_scores = sa.Table(
+    "person_scores",
+    metadata,
+    sa.Column("person_id", sa.String(256), primary_key=True),
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("value", sa.Float, nullable=False),
+    sa.Column("model_version", sa.String(64), nullable=False),
+    sa.Column("scored_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+SCHEMA_VERSION = 2
 # Migration n takes the schema from version n-1 to n; version 1 is the initial create_all.
 MIGRATIONS: dict[int, Callable[[Connection], None]] = {
     1: lambda conn: metadata.create_all(conn),
+    2: lambda conn: metadata.create_all(
+        conn, tables=[segments, segment_members, segment_changes, segment_sizes, person_scores], checkfirst=True
+    ),
 }
 
 
