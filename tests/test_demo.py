@@ -78,3 +78,21 @@ def test_identity_resolution_never_merges_two_people_and_resolves_every_login(de
     linked_devices = events[events["anonymous_id"].isin(set(events.loc[events["user_id"].notna(), "anonymous_id"]))]
     assert (linked_devices["person_id"] == linked_devices["true_person"]).all()
     assert signed_up <= set(events["person_id"])  # every sign-up is its own resolved person
+
+
+def test_the_demo_saves_useful_segments_and_prints_their_sizes(demo: Path) -> None:
+    output = (demo.parent / "demo-output.txt").read_text()
+    table = output.partition("saved segments")[2]
+    printed = {c[1].strip(): int(c[2].strip().replace(",", ""))
+               for c in (line.split("│") for line in table.splitlines() if line.count("│") > 2) if c[2].strip()}
+    with Workspace(demo) as ws:
+        saved = ws.segments.list().set_index("name")
+        features = ws.features().set_index("person_id")
+        abandoners = set(ws.segments.members("cart abandoners last 7 days")["person_id"])
+        fresh = ws.segments.evaluate({"a": {"event": "Product Added", "within": "7d"}}).set_index("person_id")["a"]
+    for name in ("high value at risk", "cart abandoners last 7 days", "new customers without second order"):
+        assert printed[name] == saved.at[name, "size"] > 0
+    clusters = [n for n in saved.index if n.startswith("behaviour #")]
+    assert len(clusters) >= 2 and sum(printed[n] for n in clusters) == len(features)
+    assert abandoners <= set(fresh[fresh].index)  # abandoners did add to cart in the last 7 days
+    assert (demo / "behaviour-clusters.png").stat().st_size > 10_000
