@@ -13,7 +13,7 @@ from tenure.config import Settings, default_settings_text, load_settings
 
 def test_the_written_file_documents_every_setting_with_its_default(tmp_path: Path) -> None:
     doc = tomllib.loads(default_settings_text())
-    assert set(doc) == {"state", "lake", "engine", "analytics", "lifecycle", "rfm", "collector", "currency"}
+    assert set(doc) == {"state", "lake", "engine", "analytics", "lifecycle", "rfm", "segments", "collector", "currency"}
     Workspace.init(tmp_path).close()
     settings = load_settings(tmp_path, environ={})
     defaults = Settings(root=tmp_path)
@@ -24,6 +24,9 @@ def test_the_written_file_documents_every_setting_with_its_default(tmp_path: Pat
     assert settings.lifecycle == defaults.lifecycle
     assert settings.lifecycle.churned_days == doc["lifecycle"]["churned_days"]
     assert (settings.timezone, settings.rfm_bins) == (doc["analytics"]["timezone"], doc["rfm"]["bins"])
+    assert (settings.segments_live, settings.segments_refresh_minutes) == (
+        doc["segments"]["live"], doc["segments"]["refresh_minutes"]) == (defaults.segments_live,
+                                                                         defaults.segments_refresh_minutes)
     assert (tmp_path / "state.db").exists() and (tmp_path / "lake").is_dir()
 
 

@@ -9,7 +9,7 @@ def test_exported_members() -> None:
     assert sorted(tenure.__all__) == sorted(
         name for name in dir(tenure) if not name.startswith("_") and name not in {
             "analytics", "api", "cli", "clock", "config", "errors", "identity", "ingest", "keys", "overview",
-            "profiles", "sample", "spec", "store", "workspace",
+            "profiles", "sample", "segments", "spec", "store", "workspace",
         }
     )
     for name in tenure.__all__:

@@ -140,14 +140,19 @@ class _Compiler:
             column = f"t_{c.name}"
             return lambda w: self.compare_json(w[column], c.compare)
         if isinstance(c, DidEvent):
-            return self._measured(c, self.sequences if c.not_followed_by else self.event_measures, c.measure)
+            column = self._column()
+            (self.sequences if c.not_followed_by else self.event_measures).append((c, column))
+            return self._measured(column, c.measure)
         if isinstance(c, Purchased):
-            return self._measured(c, self.purchase_measures, c.measure)
+            column = self._column()
+            self.purchase_measures.append((c, column))
+            return self._measured(column, c.measure)
         return self._segment(c)
 
-    def _measured(self, c: DidEvent | Purchased, into: list, measure: Measure) -> Predicate:  # type: ignore[type-arg]
-        column = f"m{len(self.event_measures) + len(self.purchase_measures) + len(self.sequences)}"
-        into.append((c, column))
+    def _column(self) -> str:
+        return f"m{len(self.event_measures) + len(self.purchase_measures) + len(self.sequences)}"
+
+    def _measured(self, column: str, measure: Measure) -> Predicate:
         # A person without matching rows has a count (and sum) of zero.
         return lambda w: self.compare(w[column].fill_null(0).cast("float64"), measure.compare)
 
