@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
-from scipy.cluster.hierarchy import cut_tree, linkage  # type: ignore[import-untyped]
+from scipy.cluster.hierarchy import linkage  # type: ignore[import-untyped]
 from scipy.optimize import linear_sum_assignment  # type: ignore[import-untyped]
 from sklearn.cluster import DBSCAN, KMeans  # type: ignore[import-untyped]
 from sklearn.decomposition import PCA  # type: ignore[import-untyped]
@@ -37,6 +37,7 @@ from sklearn.metrics import silhouette_score  # type: ignore[import-untyped]
 from sklearn.mixture import GaussianMixture  # type: ignore[import-untyped]
 from sklearn.neighbors import NearestNeighbors  # type: ignore[import-untyped]
 from sklearn.preprocessing import StandardScaler  # type: ignore[import-untyped]
+from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 
 from tenure.errors import ValidationError
 
@@ -47,15 +48,23 @@ DEFAULT_FEATURES: tuple[str, ...] = (
     "orders", "revenue", "aov", "recency_days", "tenure_days",
     "events_30d", "sessions_30d", "active_days", "distinct_categories", "ipt_mean_days",
 )
-SMALL_POPULATION = 20_000  # agglomerative and dbscan refuse more people than this (O(n^2))
-SILHOUETTE_SAMPLE = 3_000  # people the silhouette of each candidate k is estimated on
-BIC_SAMPLE = 20_000  # people the BIC of each candidate k is computed on; the chosen k is refit on all
+SMALL_POPULATION = 10_000  # agglomerative and dbscan refuse more people than this (O(n^2))
+SELECTION_SAMPLE = 20_000  # people each candidate k is fitted and judged on; the chosen k is refit on all
+SILHOUETTE_SAMPLE = 3_000  # of those, people the silhouette of a candidate is estimated on
 SKEWED = 1.0  # sample skewness above which a non-negative column is log1p-transformed
 NAME_THRESHOLD = 0.5  # |standardised difference| a feature needs to appear in a cluster's name
 NOISE = -1
 OUTLIERS = "Outliers"
 FILL_WITH_TENURE = ("recency_days", "ipt_mean_days")
 FILL_WITH_ZERO = ("aov", "ipt_std_days", "top_category_share")
+PURCHASES = frozenset(("orders", "revenue", "aov", "distinct_categories", "ipt_mean_days", "ipt_std_days"))
+# Features that say much the same thing; a name takes at most one phrase from each family.
+FAMILIES: dict[str, str] = {
+    "revenue": "spend", "aov": "spend", "orders": "frequency", "ipt_mean_days": "frequency",
+    "ipt_std_days": "frequency", "distinct_categories": "breadth", "top_category_share": "breadth",
+    **{f"{kind}_{days}d": "activity" for kind in ("events", "sessions") for days in (7, 30, 90)},
+    "active_days": "activity",
+}
 # How a cluster reads when its mean of a feature is far above / below everyone's.
 PHRASES: dict[str, tuple[str, str]] = {
     "revenue": ("big spenders", "low spenders"),
@@ -84,10 +93,12 @@ Labels = NDArray[np.int64]
 class Clustering:
     """One fit: who is in which cluster, what each cluster looks like, and a 2-D view.
 
+    ``k`` counts the clusters found (noise aside; a mixture component can end up empty, so
+    gmm may find fewer than asked); ``features`` are the columns used, constant ones dropped.
     ``labels``: person_id, cluster (0 is the largest on a first run; with ``previous`` the
     numbers follow the earlier run and may have gaps; DBSCAN's noise is -1), by person_id.
-    ``profiles``: cluster, name, size, share, revenue_share, ``mean_<feature>`` (raw values,
-    nulls skipped) and ``distinguishing``, one row per cluster, noise last.
+    ``profiles``: cluster, name, size, share, revenue_share, ``mean_<feature>`` per feature
+    (raw values, nulls skipped) and ``distinguishing``, one row per cluster, noise last.
     ``projection``: person_id, x, y, cluster -- the first two principal components of the
     standardised features. ``selection``: k and score (silhouette, or BIC for gmm) of each
     candidate; empty when k was given or for dbscan.
@@ -120,35 +131,37 @@ def fit_clusters(
     algorithm : ``kmeans`` (``KMeans``), ``gmm`` (full-covariance ``GaussianMixture``),
         ``agglomerative`` (Ward linkage) or ``dbscan``; the last two at most
         ``SMALL_POPULATION`` people.
-    k : clusters to find; None chooses: the best silhouette (estimated on
-        ``SILHOUETTE_SAMPLE`` people) for kmeans and agglomerative, the lowest BIC (on
-        ``BIC_SAMPLE`` people) for gmm, each over ``k_range`` (inclusive). DBSCAN finds k
-        itself, and refuses one.
+    k : clusters to find; None chooses over ``k_range`` (inclusive), fitting each candidate
+        on a seeded sample of ``SELECTION_SAMPLE`` people: the best silhouette (estimated on
+        ``SILHOUETTE_SAMPLE`` of them; the chosen k is then refit on all) for kmeans and
+        agglomerative, the lowest BIC for gmm (whose mixtures are always fitted on that
+        sample and then assign everyone). DBSCAN finds k itself, and refuses one.
     previous : person_id, cluster of an earlier run. Clusters are renumbered to overlap it
         most (Hungarian assignment on the contingency table); a cluster overlapping no
         earlier one takes the smallest number still free.
     seed : the random state of every random choice, so a fit is reproducible.
 
     DBSCAN uses ``min_samples = max(4, 2 * d)`` for d features (Sander et al., 1998) and
-    takes ``eps`` at the knee of the sorted distances to each person's ``min_samples - 1``-th
-    neighbour: the point farthest below the chord from the first to the last, both axes
-    scaled to [0, 1], over the lower 99% of those distances (the extreme tail would
-    otherwise flatten the curve).
+    takes ``eps`` at the knee of the k-distance graph (Ester et al., 1996): each person's
+    distance to their ``min_samples - 1``-th neighbour, sorted, and the point of that curve
+    farthest below the chord from its first to its last point, both axes scaled to [0, 1]
+    (the "kneedle" rule). People beyond the knee are border points or noise.
 
     Example
     -------
     >>> fit_clusters(ws.features(), k=4).profiles[["cluster", "name", "share"]]  # doctest: +SKIP
     """
-    data, used, raw, k_min = _checked(features, algorithm, k, columns, previous, k_range)
-    x = _standardise(data, used)
-    n = len(x)
-    ks = [c for c in range(k_min, k_range[1] + 1) if 2 * c <= n] if k is None else [k]
-    if algorithm == "dbscan":
-        found, scores = _dbscan(x), list[tuple[int, float]]()
-    elif algorithm == "gmm":
-        found, scores = _gmm(x, ks, seed)
-    else:
-        found, scores = _by_silhouette(x, ks, algorithm, seed)
+    data, k_min = _checked(features, algorithm, k, columns, previous, k_range)
+    raw, used = _usable(data, tuple(columns))
+    x = _standardise(_imputed(raw, data), used)
+    ks = [c for c in range(k_min, k_range[1] + 1) if 2 * c <= len(x)] if k is None else [k]
+    with threadpool_limits(1):  # little to gain from threads here, much to lose to spinning ones on a busy host
+        if algorithm == "dbscan":
+            found, scores = _dbscan(x), list[tuple[int, float]]()
+        elif algorithm == "gmm":
+            found, scores = _gmm(x, ks, seed, k is None)
+        else:
+            found, scores = _by_silhouette(x, ks, algorithm, seed, k is None)
     labels = _numbered(data["person_id"], found, previous)
     clusters = int(len(set(labels.tolist()) - {NOISE}))
     frame = pd.DataFrame({"person_id": data["person_id"].to_numpy(), "cluster": labels})
@@ -158,7 +171,7 @@ def fit_clusters(
         k=clusters,
         features=used,
         labels=frame,
-        profiles=_profiles(raw, x, labels, used),
+        profiles=_profiles(raw, x, labels, _revenue(data)),
         projection=frame.assign(x=projection[:, 0], y=projection[:, 1])[["person_id", "x", "y", "cluster"]],
         selection=pd.DataFrame({"k": pd.Series([c for c, _ in scores], dtype="int64"),
                                 "score": pd.Series([s for _, s in scores], dtype="float64")}),
@@ -176,6 +189,8 @@ def plot_projection(clustering: Clustering, path: Path, *, max_points: int = 20_
     from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
 
+    if max_points < 1:
+        raise ValidationError("max_points", f"must be at least 1; got {max_points}")
     points = clustering.projection
     if len(points) > max_points:
         points = points.iloc[np.sort(np.random.default_rng(0).choice(len(points), max_points, replace=False))]
@@ -205,11 +220,11 @@ def plot_projection(clustering: Clustering, path: Path, *, max_points: int = 20_
 def _checked(
     features: pd.DataFrame, algorithm: str, k: int | None, columns: Sequence[str],
     previous: pd.DataFrame | None, k_range: tuple[int, int],
-) -> tuple[pd.DataFrame, tuple[str, ...], pd.DataFrame, int]:
-    """The people sorted by person_id, the usable columns, their raw values, and the least k."""
+) -> tuple[pd.DataFrame, int]:
+    """The people sorted by person_id, and the least k to try; a ValidationError if anything is off."""
     if algorithm not in ALGORITHMS:
         raise ValidationError("algorithm", f"must be one of {', '.join(ALGORITHMS)}; got {algorithm!r}")
-    if (not isinstance(k_range, tuple) or len(k_range) != 2 or not all(_is_int(v) for v in k_range)
+    if (not isinstance(k_range, tuple | list) or len(k_range) != 2 or not all(_is_int(v) for v in k_range)
             or not 2 <= k_range[0] <= k_range[1]):
         raise ValidationError("k_range", f"must be (low, high) integers with 2 <= low <= high; got {k_range!r}")
     if "person_id" not in features.columns:
@@ -241,7 +256,11 @@ def _checked(
                                            f"{n:,} exceed {SMALL_POPULATION:,}: use kmeans or gmm")
     if previous is not None and not _is_labelling(previous):
         raise ValidationError("previous", "needs person_id and integer cluster columns, one row per person")
-    data = features.sort_values("person_id", kind="stable").reset_index(drop=True)
+    return features.sort_values("person_id", kind="stable").reset_index(drop=True), k_min
+
+
+def _usable(data: pd.DataFrame, wanted: tuple[str, ...]) -> tuple[pd.DataFrame, tuple[str, ...]]:
+    """The raw values (floats, nulls kept) of the columns that are not constant once imputed."""
     raw = data[list(wanted)].astype("float64")
     if not np.isfinite(raw.fillna(0.0).to_numpy()).all():
         raise ValidationError("columns", "values must be finite (nulls are allowed)")
@@ -251,7 +270,15 @@ def _checked(
         raise ValidationError("columns", f"every column is constant over these people: {', '.join(wanted)}")
     if len(used) < len(wanted):
         log.info("clustering drops constant column(s) %s", ", ".join(c for c in wanted if c not in used))
-    return data.assign(**{c: filled[c] for c in used})[["person_id", *used]], used, raw[list(used)], k_min
+    return raw[list(used)], used
+
+
+def _revenue(data: pd.DataFrame) -> NDArray[np.float64]:
+    """Each person's revenue, 0 when unknown (or when the frame has none), for revenue shares."""
+    if "revenue" not in data.columns:
+        return np.zeros(len(data))
+    values: NDArray[np.float64] = data["revenue"].astype("float64").fillna(0.0).to_numpy()
+    return values
 
 
 def _is_labelling(previous: pd.DataFrame) -> bool:
@@ -282,11 +309,11 @@ def _imputed(raw: pd.DataFrame, data: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(filled, index=raw.index)
 
 
-def _standardise(data: pd.DataFrame, used: tuple[str, ...]) -> Matrix:
+def _standardise(filled: pd.DataFrame, used: tuple[str, ...]) -> Matrix:
     """log1p of skewed non-negative columns, then z-scores."""
     columns = []
     for column in used:
-        values = data[column]
+        values = filled[column]
         if values.min() >= 0 and values.skew() > SKEWED:
             values = np.log1p(values)
         columns.append(values.to_numpy(dtype="float64"))
@@ -295,38 +322,71 @@ def _standardise(data: pd.DataFrame, used: tuple[str, ...]) -> Matrix:
 
 
 # -- the algorithms -------------------------------------------------------------------------
-def _by_silhouette(x: Matrix, ks: list[int], algorithm: str, seed: int) -> tuple[Labels, list[tuple[int, float]]]:
-    """KMeans or Ward labels for each k; the best silhouette wins (ties: the smaller k)."""
-    if algorithm == "kmeans":
-        n_init = 1 if len(x) > 50_000 else 4
-        candidates = [KMeans(c, n_init=n_init, random_state=seed).fit_predict(x).astype("int64") for c in ks]
-    else:
-        cuts = cut_tree(linkage(x, method="ward"), n_clusters=ks)
-        candidates = [cuts[:, i].astype("int64") for i in range(len(ks))]
-    if len(ks) == 1:
-        return candidates[0], []
-    sample = SILHOUETTE_SAMPLE if len(x) > SILHOUETTE_SAMPLE else None
+def _by_silhouette(
+    x: Matrix, ks: list[int], algorithm: str, seed: int, choose: bool
+) -> tuple[Labels, list[tuple[int, float]]]:
+    """KMeans or Ward labels; to choose k, each candidate is fitted on a sample of
+    ``SELECTION_SAMPLE`` people and the best silhouette wins (ties: the smaller k)."""
+    if not choose:
+        return _partitions(x, ks, algorithm, seed)[0], []
+    rows = _sample(len(x), SELECTION_SAMPLE, seed)
+    sample = x[rows]
+    candidates = _partitions(sample, ks, algorithm, seed)
+    judged = _sample(len(sample), SILHOUETTE_SAMPLE, seed)
     scores = [
-        float(silhouette_score(x, found, sample_size=sample, random_state=seed)) if len(np.unique(found)) > 1 else -1.0
+        float(silhouette_score(sample[judged], found[judged])) if 2 <= len(np.unique(found[judged])) < len(judged)
+        else -1.0
         for found in candidates
     ]
-    return candidates[int(np.argmax(scores))], list(zip(ks, scores, strict=True))
+    best = int(np.argmax(scores))
+    found = candidates[best] if len(rows) == len(x) else _partitions(x, [ks[best]], algorithm, seed)[0]
+    return found, list(zip(ks, scores, strict=True))
 
 
-def _gmm(x: Matrix, ks: list[int], seed: int) -> tuple[Labels, list[tuple[int, float]]]:
-    """Gaussian mixture labels; with several k, the lowest BIC (on a sample of big populations) wins."""
-    scores: list[tuple[int, float]] = []
-    if len(ks) > 1:
-        rows = np.random.default_rng(seed).choice(len(x), BIC_SAMPLE, replace=False) if len(x) > BIC_SAMPLE else None
-        sample = x if rows is None else x[np.sort(rows)]
-        scores = [(c, float(_mixture(c, seed).fit(sample).bic(sample))) for c in ks]
-    chosen = min(scores, key=lambda pair: pair[1])[0] if scores else ks[0]
-    found: Labels = _mixture(chosen, seed).fit(x).predict(x).astype("int64")
+def _partitions(x: Matrix, ks: list[int], algorithm: str, seed: int) -> list[Labels]:
+    """KMeans labels for each k, or the Ward tree (built once) cut into each k."""
+    if algorithm == "kmeans":
+        n_init = 2 if len(x) > 50_000 else 4
+        return [KMeans(c, n_init=n_init, random_state=seed).fit_predict(x).astype("int64") for c in ks]
+    tree = linkage(x, method="ward")
+    return [_cut(tree, len(x), c) for c in ks]
+
+
+def _cut(tree: Matrix, n: int, k: int) -> Labels:
+    """Leaves' clusters after the first ``n - k`` merges of a linkage (pointer jumping, not
+    scipy's ``cut_tree``, which is quadratic in Python)."""
+    parent = np.arange(2 * n - 1)
+    merged = tree[: n - k, :2].astype("int64")
+    parent[merged[:, 0]] = parent[merged[:, 1]] = n + np.arange(n - k)
+    while not np.array_equal(jumped := parent[parent], parent):
+        parent = jumped
+    found: Labels = np.unique(parent[:n], return_inverse=True)[1].astype("int64")
+    return found
+
+
+def _sample(n: int, size: int, seed: int) -> NDArray[np.int64]:
+    """``size`` of ``range(n)`` at random (all when fewer), in order."""
+    rows: NDArray[np.int64] = np.sort(np.random.default_rng(seed).permutation(n)[:size])
+    return rows
+
+
+def _gmm(x: Matrix, ks: list[int], seed: int, choose: bool) -> tuple[Labels, list[tuple[int, float]]]:
+    """Mixtures fitted on a sample of ``SELECTION_SAMPLE`` people (EM over more buys little but
+    time); the lowest BIC chooses k, and the chosen mixture assigns everyone."""
+    sample = x[_sample(len(x), SELECTION_SAMPLE, seed)]
+    models = [_mixture(c, seed).fit(sample) for c in ks]
+    scores = [(c, float(model.bic(sample))) for c, model in zip(ks, models, strict=True)] if choose else []
+    best = int(np.argmin([score for _, score in scores])) if choose else 0
+    found: Labels = models[best].predict(x).astype("int64")
     return found, scores
 
 
 def _mixture(components: int, seed: int) -> Any:
-    return GaussianMixture(components, covariance_type="full", reg_covar=1e-4, n_init=2, random_state=seed)
+    """Full covariances with a variance floor of 0.1 (a third of a standard deviation squared):
+    without it a component collapses onto one value of a count or of an imputed column, and
+    BIC rewards that more and more as the sample grows. Three starts: one EM run can settle
+    in a poor optimum (1 seed in 12 merged two planted groups)."""
+    return GaussianMixture(components, covariance_type="full", reg_covar=0.1, n_init=3, random_state=seed)
 
 
 def _dbscan(x: Matrix) -> Labels:
@@ -334,7 +394,6 @@ def _dbscan(x: Matrix) -> Labels:
     min_samples = max(4, 2 * x.shape[1])
     distances, _ = NearestNeighbors(n_neighbors=min(min_samples, len(x))).fit(x).kneighbors(x)
     curve = np.sort(distances[:, -1])
-    curve = curve[: max(2, int(np.ceil(0.99 * len(curve))))]
     span = curve[-1] - curve[0]
     along = np.linspace(0.0, 1.0, len(curve))
     up = (curve - curve[0]) / span if span > 0 else np.zeros_like(curve)
@@ -368,55 +427,84 @@ def _numbered(people: pd.Series, found: Labels, previous: pd.DataFrame | None) -
     return numbered
 
 
-def _profiles(raw: pd.DataFrame, x: Matrix, labels: Labels, used: tuple[str, ...]) -> pd.DataFrame:
-    """One row per cluster: name, size, shares, raw means and the most distinguishing features."""
-    n = len(labels)
-    revenue = raw["revenue"].fillna(0.0) if "revenue" in raw.columns else pd.Series(0.0, index=raw.index)
+def _profiles(raw: pd.DataFrame, x: Matrix, labels: Labels, revenue: NDArray[np.float64]) -> pd.DataFrame:
+    """One row per cluster: name, size, shares, raw means and the most distinguishing features.
+
+    A feature describes a cluster (in its name and ``distinguishing``) only when at least half
+    of its members have a value of their own: people without orders are not "lapsed" because
+    their recency was imputed from their tenure.
+    """
+    n, used = len(labels), tuple(raw.columns)
     total = float(revenue.sum())
+    known = raw.notna().to_numpy()
     clusters = sorted(set(labels.tolist()), key=lambda c: (c == NOISE, c))
-    rows = []
+    rows: list[dict[str, Any]] = []
+    phrases: list[list[str] | None] = []
     for cluster in clusters:
         members = labels == cluster
         centre = x[members].mean(axis=0)
-        top = np.argsort(-np.abs(centre), kind="stable")[:3]
+        observed = known[members].mean(axis=0) >= 0.5
+        order = [int(i) for i in np.argsort(-np.abs(centre), kind="stable") if observed[i]]
         means = {f"mean_{c}": float(raw[c][members].mean()) for c in used}
+        phrases.append(None if cluster == NOISE else _phrases(centre, used, order, means))
         rows.append({
             "cluster": cluster,
-            "name": OUTLIERS if cluster == NOISE else _name(centre, used, means),
+            "name": "",
             "size": int(members.sum()),
             "share": float(members.sum()) / n,
             "revenue_share": float(revenue[members].sum()) / total if total != 0 else 0.0,
             **means,
-            "distinguishing": ", ".join(f"{used[i]} {centre[i]:+.1f}σ" for i in top),
+            "distinguishing": ", ".join(f"{used[i]} {centre[i]:+.1f}σ" for i in order[:3]),
         })
     profiles = pd.DataFrame(rows)
-    profiles["name"] = _unique(profiles["name"].tolist())
+    profiles["name"] = _names(phrases)
     return profiles.astype({"cluster": "int64", "size": "int64"})
 
 
-def _name(centre: Matrix, used: tuple[str, ...], means: dict[str, float]) -> str:
-    """Up to two phrases for the features farthest from everyone's mean, e.g. "Big spenders, engaged"."""
-    phrases: list[str] = []
-    for i in np.argsort(-np.abs(centre), kind="stable"):
-        if abs(centre[i]) < NAME_THRESHOLD or len(phrases) == 2:
+def _phrases(centre: Matrix, used: tuple[str, ...], order: list[int], means: dict[str, float]) -> list[str]:
+    """Phrases for the features far (``NAME_THRESHOLD``) from everyone's mean, farthest first,
+    one per family of features (``FAMILIES``).
+
+    Low purchase features of a cluster that (on average) never ordered read "non-buyers", and
+    few orders of one that ordered about once "one-timers".
+    """
+    orders = means.get("mean_orders", np.nan)
+    never = orders < 0.5 if "mean_orders" in means else means.get("mean_revenue") == 0
+    out: list[str] = []
+    families: set[str] = set()
+    for i in order:
+        if abs(centre[i]) < NAME_THRESHOLD:
             break
+        family = FAMILIES.get(used[i], used[i])
+        if family in families:
+            continue
+        families.add(family)
         high, low = PHRASES.get(used[i], (f"high {used[i]}", f"low {used[i]}"))
         phrase = high if centre[i] > 0 else low
-        if used[i] == "orders" and centre[i] < 0:
-            orders = means["mean_orders"]
-            phrase = "non-buyers" if orders < 0.5 else "one-timers" if orders < 1.5 else phrase
-        if phrase not in phrases:
-            phrases.append(phrase)
-    if not phrases:
-        return "Typical"
-    text = ", ".join(phrases)
-    return text[0].upper() + text[1:]
+        if never and used[i] in PURCHASES and centre[i] < 0:
+            phrase = "non-buyers"
+        elif used[i] == "orders" and centre[i] < 0 and orders < 1.5:
+            phrase = "one-timers"
+        if phrase not in out:
+            out.append(phrase)
+    return out
 
 
-def _unique(names: list[str]) -> list[str]:
-    """Names made unique by numbering the repeats: "Engaged", "Engaged 2"."""
+def _names(phrases: list[list[str] | None]) -> list[str]:
+    """Two phrases each ("Big spenders, engaged"), three where two share theirs, then "Engaged 2" for repeats.
+
+    A cluster without phrases is "Typical"; noise (None) is "Outliers".
+    """
+    def text(parts: list[str] | None, count: int) -> str:
+        if parts is None:
+            return OUTLIERS
+        joined = ", ".join(parts[:count]) or "typical"
+        return joined[0].upper() + joined[1:]
+
+    pairs = [None if p is None else frozenset(p[:2]) for p in phrases]  # "Quiet, lapsed" is "Lapsed, quiet"
+    longer = [text(p, 3 if pairs.count(pair) > 1 else 2) for p, pair in zip(phrases, pairs, strict=True)]
     out: list[str] = []
-    for name in names:
+    for name in longer:
         candidate, number = name, 1
         while candidate in out:
             number += 1
