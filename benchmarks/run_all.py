@@ -34,7 +34,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small sizes: check that the benchmarks run")
     parser.add_argument("--duration", type=float, help="collector seconds per server (default 30; quick 5)")
     parser.add_argument("--rows", type=int, help="import rows (default 5,000,000; quick 200,000)")
-    parser.add_argument("--only", default="collector,import,sample,analytics", help="which benchmarks to run")
+    parser.add_argument("--only", default="collector,import,sample,analytics,segments", help="which benchmarks to run")
     args = parser.parse_args()
     duration = args.duration or (5 if args.quick else 30)
     rows = args.rows or (200_000 if args.quick else 5_000_000)
@@ -59,6 +59,11 @@ def main() -> None:
         users = "2000" if args.quick else "20000,200000"
         argv = [str(HERE / "analytics.py"), "--users", users, "--days", "60", "--json", "/tmp/analytics-benchmark.json"]
         sections.append(run("Lifecycle analytics", argv))
+    if "segments" in only:
+        # The one-query-per-segment baseline takes seconds per segment: a subset, extrapolated.
+        size = ["--users", "2000", "--baseline", "10"] if args.quick else ["--users", "200000", "--baseline", "10"]
+        argv = [str(HERE / "segments.py"), *size, "--days", "60", "--json", "/tmp/segments-benchmark.json"]
+        sections.append(run("Segments", argv))
     print("\n".join(sections))
 
 
