@@ -177,7 +177,7 @@ class Segments:
         parsed = {name: _parsed(rule, f"rules.{name}") for name, rule in rules.items()}
         definitions = {n: c for n, c in self._definitions().items() if n not in parsed}
         with self.ws.engine() as engine:
-            t = engine.tables()
+            t = engine.materialised(engine.tables())
             ctx = self._context(engine, t, as_of, definitions)
             return _named(engine.execute(evaluate_segments(t, parsed, ctx).order_by("person_id")), list(parsed))
 
@@ -260,7 +260,7 @@ class Segments:
         rules = {i.name: i for i in infos if i.kind != CLUSTER}
         if rules:
             with self.ws.engine() as engine:
-                t = engine.tables()
+                t = engine.materialised(engine.tables())
                 ctx = self._context(engine, t, as_of, self._definitions())
                 parsed = {n: ctx.definitions[n] for n in rules}
                 flags = _named(engine.execute(evaluate_segments(t, parsed, ctx)), list(parsed))
@@ -277,7 +277,7 @@ class Segments:
             return _combine([], time.perf_counter() - started)
         with self.ws.engine() as engine:
             chosen = engine.register("_refresh_people", pa.table({"person_id": pa.array(people, pa.string())}))
-            t = _restrict(engine.tables(), chosen)
+            t = engine.materialised(_restrict(engine.tables(), chosen))
             ctx = self._context(engine, t, as_of, definitions)
             flags = _named(engine.execute(evaluate_segments(t, {n: definitions[n] for n in local}, ctx)), list(local))
         return _combine([self._apply(flags, local, people=people)], time.perf_counter() - started)
@@ -492,13 +492,13 @@ def _write_diff(conn: Connection, segment_id: int, entered: pd.Index, exited: pd
             chunk = list(exited[start:start + 500])
             conn.execute(segment_members.delete().where(
                 segment_members.c.segment_id == segment_id, segment_members.c.person_id.in_(chunk)))
-    if len(entered):
-        conn.execute(segment_members.insert(),
-                     [{"segment_id": segment_id, "person_id": p, "entered_at": now} for p in entered])
-    changes = [{"segment_id": segment_id, "person_id": p, "change": "enter", "at": now} for p in entered]
-    changes += [{"segment_id": segment_id, "person_id": p, "change": "exit", "at": now} for p in exited]
-    if changes:
-        conn.execute(segment_changes.insert(), changes)
+    stamp = _bound(conn, segment_members.c.entered_at, now)
+    entered_ids, exited_ids = entered.tolist(), exited.tolist()
+    _insert_many(conn, segment_members, ["segment_id", "person_id", "entered_at"],
+                 [(segment_id, p, stamp) for p in entered_ids])
+    changes = [(segment_id, p, "enter", stamp) for p in entered_ids]
+    changes += [(segment_id, p, "exit", stamp) for p in exited_ids]
+    _insert_many(conn, segment_changes, ["segment_id", "person_id", "change", "at"], changes)
     if not full:
         size = conn.execute(sa.select(sa.func.count()).where(segment_members.c.segment_id == segment_id)).scalar_one()
     if full or changes:
@@ -506,6 +506,25 @@ def _write_diff(conn: Connection, segment_id: int, entered: pd.Index, exited: pd
                                                    entered=len(entered), exited=len(exited)))
     conn.execute(segments.update().where(segments.c.id == segment_id).values(size=size, refreshed_at=now))
     return int(size)
+
+
+def _bound(conn: Connection, column: sa.Column[Any], value: object) -> object:
+    """``value`` as the driver receives it for ``column`` (e.g. SQLite's datetime text)."""
+    process = column.type.bind_processor(conn.dialect)
+    return process(value) if process else value
+
+
+def _insert_many(conn: Connection, table: sa.Table, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]) -> None:
+    """Rows already in driver form, through the driver's executemany.
+
+    SQLAlchemy's per-row parameter processing was most of the time of a first refresh (one
+    member and one change row per person and segment); the values here are bound once.
+    """
+    if not rows:
+        return
+    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    names = ", ".join(columns)
+    conn.exec_driver_sql(f"INSERT INTO {table.name} ({names}) VALUES ({', '.join([mark] * len(columns))})", rows)
 
 
 def _combine(results: Sequence[RefreshResult], seconds: float) -> RefreshResult:
