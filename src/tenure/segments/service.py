@@ -177,7 +177,7 @@ class Segments:
         parsed = {name: _parsed(rule, f"rules.{name}") for name, rule in rules.items()}
         definitions = {n: c for n, c in self._definitions().items() if n not in parsed}
         with self.ws.engine() as engine:
-            t = engine.materialised(engine.tables())
+            t = engine.tables()
             ctx = self._context(engine, t, as_of, definitions)
             return _named(engine.execute(evaluate_segments(t, parsed, ctx).order_by("person_id")), list(parsed))
 
@@ -260,7 +260,7 @@ class Segments:
         rules = {i.name: i for i in infos if i.kind != CLUSTER}
         if rules:
             with self.ws.engine() as engine:
-                t = engine.materialised(engine.tables())
+                t = engine.tables()
                 ctx = self._context(engine, t, as_of, self._definitions())
                 parsed = {n: ctx.definitions[n] for n in rules}
                 flags = _named(engine.execute(evaluate_segments(t, parsed, ctx)), list(parsed))
@@ -277,7 +277,7 @@ class Segments:
             return _combine([], time.perf_counter() - started)
         with self.ws.engine() as engine:
             chosen = engine.register("_refresh_people", pa.table({"person_id": pa.array(people, pa.string())}))
-            t = engine.materialised(_restrict(engine.tables(), chosen))
+            t = _restrict(engine.tables(), chosen)
             ctx = self._context(engine, t, as_of, definitions)
             flags = _named(engine.execute(evaluate_segments(t, {n: definitions[n] for n in local}, ctx)), list(local))
         return _combine([self._apply(flags, local, people=people)], time.perf_counter() - started)

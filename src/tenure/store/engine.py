@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Collection
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import ibis
 import ibis.expr.types as ir
@@ -78,25 +78,6 @@ class Engine(ABC):
         dates = [name for name, dtype in expr.schema().items() if dtype.is_date()]
         return normalise_frame(expr.to_pandas(), dates, self.timezone)
 
-    def materialised(self, t: LakeTables) -> LakeTables:
-        """``t`` with its fact tables computed once (DuckDB temp tables, Spark cache).
-
-        For work that reads the attributed facts many times (a segment refresh reads the events
-        once per kind of condition): otherwise each reader rescans the Parquet files and redoes
-        the identity join. Bulky JSON columns no such work reads (context, traits) are left out.
-        """
-        events = t.events.drop("context", "traits", "received_at", "previous_id", "group_id", "source")
-        return replace(
-            t, events=self._materialise("events", events), orders=self._materialise("orders", t.orders),
-            order_items=self._materialise("order_items", t.order_items),
-            order_adjustments=self._materialise("order_adjustments", t.order_adjustments),
-            users=self._materialise("users", t.users),
-        )
-
-    def _materialise(self, name: str, expr: ir.Table) -> ir.Table:
-        """Compute ``expr`` once; the result lives as long as the engine."""
-        return expr.cache()
-
     def register(self, name: str, data: pa.Table) -> ir.Table:
         """Make an Arrow table queryable next to the lake tables (e.g. a reference list)."""
         return self._register(name, data)
@@ -161,10 +142,6 @@ class DuckDBEngine(Engine):
 
     def _register(self, name: str, data: pa.Table) -> ir.Table:
         return self.con.create_table(name, data, temp=True, overwrite=True)
-
-    def _materialise(self, name: str, expr: ir.Table) -> ir.Table:
-        # A named temp table goes with the connection (Ibis's cache() would try to drop it later).
-        return self.con.create_table(f"_materialised_{name}", expr, temp=True, overwrite=True)
 
     def _users(self, observations: ir.Table, ids: ir.Table, snapshot: LakeSnapshot) -> ir.Table:
         """One row per person: traits merged in time order (later values win, per key)."""
