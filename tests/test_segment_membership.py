@@ -136,8 +136,8 @@ def test_builtin_segments_mirror_stages_and_rfm(shop: Workspace) -> None:
 
 def test_rules_can_use_model_scores_once_written(shop: Workspace) -> None:
     rule = {"field": "churn_risk", "op": "gte", "value": 0.5}
-    with pytest.raises(ValidationError, match="no model scores"):
-        shop.segments.evaluate({"risky": rule})
+    unscored = shop.segments.evaluate({"risky": rule, "unscored": {"field": "churn_risk", "op": "is_not_set"}})
+    assert not unscored["risky"].any() and unscored["unscored"].all()
     people = list(shop.features()["person_id"][:6])
     now = datetime.now(UTC)
     with shop.state.begin() as conn:

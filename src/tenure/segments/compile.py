@@ -183,7 +183,9 @@ class _Compiler:
         if cmp.kind == "number":
             return self.compare(raw.try_cast("float64"), cmp)
         if cmp.kind == "bool" and cmp.op in ("eq", "ne"):
-            return self.compare(raw, Compare(cmp.op, "string", "true" if cmp.value else "false"))
+            # Only a JSON boolean is a boolean: "yes" is neither true nor false.
+            as_text = self.compare(raw, Compare(cmp.op, "string", "true" if cmp.value else "false"))
+            return as_text & raw.isin(["true", "false"]).fill_null(False)
         return self.compare(raw, cmp)
 
     def instant(self, spec: DateSpec) -> ir.TimestampScalar:
@@ -249,8 +251,9 @@ class _Compiler:
 
     def _model_scores(self, names: list[str]) -> ir.Table:
         scores = self.ctx.scores
-        if scores is None:
-            raise ValidationError("field", f"no model scores are available yet for {', '.join(names)}")
+        if scores is None:  # nobody is scored yet: every score is missing
+            scores = ibis.memtable({"person_id": [], "name": [], "value": []},
+                                   schema={"person_id": "string", "name": "string", "value": "float64"})
         return scores.group_by("person_id").aggregate(
             **{f"f_{n}": scores.value.max(where=scores.name == n).cast("float64") for n in names}
         )

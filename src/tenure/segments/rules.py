@@ -57,7 +57,7 @@ OPS_BY_TYPE: dict[ValueType, tuple[str, ...]] = {
     "number": ("eq", "ne", "gt", "gte", "lt", "lte", "between", "in", "not_in", "is_set", "is_not_set"),
     "string": ("eq", "ne", "in", "not_in", "contains", "starts_with", "is_set", "is_not_set"),
     "bool": ("eq", "ne", "is_set", "is_not_set"),
-    "timestamp": ("gt", "gte", "lt", "lte", "between", "is_set", "is_not_set"),
+    "timestamp": ("eq", "ne", "gt", "gte", "lt", "lte", "between", "is_set", "is_not_set"),
 }
 ALL_OPS = tuple(dict.fromkeys(op for ops in OPS_BY_TYPE.values() for op in ops))
 CONDITION_KEYS = ("all", "any", "not", "field", "trait", "event", "purchased", "segment")

@@ -176,6 +176,7 @@ class Segments:
         """
         parsed = {name: _parsed(rule, f"rules.{name}") for name, rule in rules.items()}
         definitions = {n: c for n, c in self._definitions().items() if n not in parsed}
+        self._context_check(parsed, definitions)  # before any engine work
         with self.ws.engine() as engine:
             t = engine.tables()
             ctx = self._context(engine, t, as_of, definitions)
@@ -446,7 +447,7 @@ class Segments:
 
 
 def _parsed(rule: RuleLike | Condition, path: str) -> Condition:
-    return parse_rule(rule, path) if isinstance(rule, Mapping | str) else rule
+    return rule if isinstance(rule, Condition) else parse_rule(rule, path)
 
 
 def _restrict(t: LakeTables, people: ir.Table) -> LakeTables:
