@@ -45,7 +45,7 @@ from tenure import Workspace  # noqa: E402
 from tenure.analytics import cohorts, features, funnels, kpis, paths, rfm, stages  # noqa: E402
 from tenure.analytics._time import cutoff  # noqa: E402
 from tenure.ingest.importer import import_file  # noqa: E402
-from tenure.sample import write_sample  # noqa: E402
+from tenure.sample import SampleFiles, write_sample  # noqa: E402
 from tenure.spec.ecommerce import FUNNEL_EVENTS  # noqa: E402
 from tenure.store.engine import LakeTables  # noqa: E402
 
@@ -97,8 +97,8 @@ def analyses(ws: Workspace, as_of: datetime) -> list[Analysis]:
     ]
 
 
-def prepare(folder: Path, users: int, days: int, seed: int) -> tuple[Workspace, dict[str, Any]]:
-    """Generate the shop and import it into a fresh workspace."""
+def prepare(folder: Path, users: int, days: int, seed: int) -> tuple[Workspace, dict[str, Any], SampleFiles]:
+    """Generate the shop and import it into a fresh workspace (also the segments benchmark's start)."""
     t0 = time.perf_counter()
     files = write_sample(folder / "files", users=users, days=days, seed=seed)
     t1 = time.perf_counter()
@@ -108,7 +108,7 @@ def prepare(folder: Path, users: int, days: int, seed: int) -> tuple[Workspace, 
     t2 = time.perf_counter()
     info = {"users": users, "days": days, "events": files.n_events, "orders": files.n_orders,
             "generate_seconds": t1 - t0, "import_seconds": t2 - t1}
-    return ws, info
+    return ws, info, files
 
 
 def peak_rss_mb() -> float:
@@ -199,7 +199,7 @@ def main() -> None:
     runs = []
     for users in (int(u) for u in args.users.split(",")):
         with tempfile.TemporaryDirectory() as tmp:
-            ws, info = prepare(Path(tmp), users, args.days, args.seed)
+            ws, info, _ = prepare(Path(tmp), users, args.days, args.seed)
             with ws:
                 results = bench(ws)
         console.print(render(info, results))

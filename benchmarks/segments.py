@@ -48,9 +48,9 @@ from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script: `benchmarks` importable
 
+from benchmarks.analytics import prepare as prepare_shop  # noqa: E402
 from tenure import Workspace  # noqa: E402
 from tenure.ingest.importer import import_file  # noqa: E402
-from tenure.sample import write_sample  # noqa: E402
 from tenure.segments.rules import parse_rule  # noqa: E402
 from tenure.segments.service import RULE, RefreshResult, Segments, builtin_segments  # noqa: E402
 
@@ -172,18 +172,11 @@ def prepare(folder: Path, users: int, days: int, increment: str, seed: int) -> t
     Returns the increment file and the identifiers it carries. Runs in a child process (see
     ``main``) so that the peak RSS measured in ``bench`` is the segments' own.
     """
-    t0 = time.perf_counter()
-    files = write_sample(folder / "files", users=users, days=days, seed=seed)
-    t1 = time.perf_counter()
-    ws = Workspace.init(folder / "ws")
-    for path, kind in ((files.items, "items"), (files.users, "users"), (files.events, "events")):
-        import_file(ws, path, kind)  # type: ignore[arg-type]
-    t2 = time.perf_counter()
+    ws, info, files = prepare_shop(folder, users, days, seed)
     ws.close()
     path, rows, identifiers = more_events(files.events, folder / "more-events.parquet", 0.01, increment, seed + 1)
-    info = {"users": users, "days": days, "events": files.n_events, "orders": files.n_orders,
-            "generate_seconds": t1 - t0, "import_seconds": t2 - t1, "peak_rss_mb_prepare": peak_rss_mb(),
-            "increment": {"how": increment, "rows": rows, "identifiers": len(identifiers)}}
+    info |= {"peak_rss_mb_prepare": peak_rss_mb(),
+             "increment": {"how": increment, "rows": rows, "identifiers": len(identifiers)}}
     return path, identifiers, info
 
 

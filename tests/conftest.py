@@ -108,3 +108,14 @@ def sample_shop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workspace]
         import_file(ws, path, kind)  # type: ignore[arg-type]
     yield ws
     ws.close()
+
+
+@pytest.fixture
+def shop(sample_shop: Workspace, tmp_path: Path) -> Iterator[Workspace]:
+    """A private copy of the session's sample shop, free to write to (segments, scores)."""
+    import shutil
+
+    shutil.copytree(sample_shop.settings.root, tmp_path / "shop")
+    ws = Workspace(tmp_path / "shop")
+    yield ws
+    ws.close()

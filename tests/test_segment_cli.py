@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -25,12 +23,6 @@ rule:
 """
 
 
-@pytest.fixture
-def shop(sample_shop: Workspace, tmp_path: Path) -> Iterator[Workspace]:
-    shutil.copytree(sample_shop.settings.root, tmp_path / "shop")
-    ws = Workspace(tmp_path / "shop")
-    yield ws
-    ws.close()
 
 
 def cli(ws: Workspace, *args: str) -> tuple[int, str]:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import shutil
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -29,13 +27,6 @@ TWICE_IN_30D = {"event": "Order Completed", "within": "30d", "count": {"op": "gt
 BROWSED = {"event": "Product Viewed", "within": "7d"}
 
 
-@pytest.fixture
-def shop(sample_shop: Workspace, tmp_path: Path) -> Iterator[Workspace]:
-    """A private copy of the session's sample shop, free to write to."""
-    shutil.copytree(sample_shop.settings.root, tmp_path / "shop")
-    ws = Workspace(tmp_path / "shop")
-    yield ws
-    ws.close()
 
 
 def order(user: str, day: int, order_id: str, total: float = 30.0) -> dict[str, Any]:
