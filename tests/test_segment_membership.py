@@ -229,3 +229,12 @@ def test_rules_give_the_same_members_on_spark(sample_shop: Workspace) -> None:
     flags = assert_engines_agree(sample_shop, lambda t: evaluate_segments(t, rules, ctx), ["person_id"])
     counts = flags.drop(columns="person_id").sum()
     assert (counts > 0).all() and (counts < len(flags)).all(), counts  # every rule splits the shop
+
+
+def test_people_scoped_refresh_evaluates_at_the_same_instant_as_a_full_one(sqlite_workspace: Workspace) -> None:
+    ws = sqlite_workspace
+    ingest(ws, [view("busy", 30, 0)])
+    ws.segments.create("browsers", BROWSED)
+    ingest(ws, [view("quiet", 10, 0)])  # an old event arriving late: 20 days before the latest data
+    ws.segments.refresh_people(["quiet"])
+    assert members(ws, "browsers") == {"busy"}  # "last 7 days" ends at the latest data, not at quiet's

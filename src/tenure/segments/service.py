@@ -278,8 +278,9 @@ class Segments:
             return _combine([], time.perf_counter() - started)
         with self.ws.engine() as engine:
             chosen = engine.register("_refresh_people", pa.table({"person_id": pa.array(people, pa.string())}))
-            t = _restrict(engine.tables(), chosen)
-            ctx = self._context(engine, t, as_of, definitions)
+            everyone = engine.tables()
+            t = _restrict(everyone, chosen)
+            ctx = self._context(engine, everyone, as_of, definitions)  # the same as_of as a full refresh
             flags = _named(engine.execute(evaluate_segments(t, {n: definitions[n] for n in local}, ctx)), list(local))
         return _combine([self._apply(flags, local, people=people)], time.perf_counter() - started)
 
