@@ -28,13 +28,13 @@ import ibis.expr.types as ir
 import pandas as pd
 import pyarrow as pa
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection
 
 from tenure.analytics._json import json_field
 from tenure.analytics.rfm import RFM_SEGMENTS
 from tenure.analytics.stages import STAGES
 from tenure.errors import NotFoundError, ValidationError
 from tenure.segments.compile import EvaluationContext, check_references, evaluate_segments
+from tenure.segments.membership import current_members, write_diff
 from tenure.segments.rules import RFM_FIELDS, Condition, fields_used, parse_rule, segment_references
 from tenure.store.engine import Engine, LakeTables
 from tenure.store.state import person_scores, segment_changes, segment_members, segment_sizes, segments
@@ -347,12 +347,12 @@ class Segments:
         entered_total = exited_total = 0
         sizes: dict[str, int] = {}
         with self.ws.state.begin() as conn:
-            current = _current_members(conn, list(ids.values()), people)
+            current = current_members(conn, list(ids.values()), people)
             for name, segment_id in ids.items():
                 new = pd.Index(flags.loc[flags[name].to_numpy(dtype=bool), "person_id"])
                 old = pd.Index(current.get(segment_id, []))
                 entered, exited = new.difference(old), old.difference(new)
-                size = _write_diff(conn, segment_id, entered, exited, now, full=people is None, size=len(new))
+                size = write_diff(conn, segment_id, entered, exited, now, full=people is None, size=len(new))
                 sizes[name] = size
                 entered_total += len(entered)
                 exited_total += len(exited)
@@ -467,66 +467,6 @@ def _named(flags: pd.DataFrame, names: Sequence[str]) -> pd.DataFrame:
     for name in names:
         out[name] = out[name].astype(bool)
     return out
-
-
-def _current_members(conn: Connection, ids: Sequence[int], people: Sequence[str] | None) -> dict[int, list[str]]:
-    query = sa.select(segment_members.c.segment_id, segment_members.c.person_id).where(
-        segment_members.c.segment_id.in_(ids)
-    )
-    rows: list[Any] = []
-    if people is None:
-        rows = list(conn.execute(query).all())
-    else:
-        for start in range(0, len(people), 500):
-            chunk = people[start:start + 500]
-            rows.extend(conn.execute(query.where(segment_members.c.person_id.in_(chunk))).all())
-    out: dict[int, list[str]] = {}
-    for segment_id, person_id in rows:
-        out.setdefault(segment_id, []).append(person_id)
-    return out
-
-
-def _write_diff(conn: Connection, segment_id: int, entered: pd.Index, exited: pd.Index, now: datetime, *,
-                full: bool, size: int) -> int:
-    """Members, changes and size of one segment; returns the size after the change."""
-    if len(exited):
-        for start in range(0, len(exited), 500):
-            chunk = list(exited[start:start + 500])
-            conn.execute(segment_members.delete().where(
-                segment_members.c.segment_id == segment_id, segment_members.c.person_id.in_(chunk)))
-    stamp = _bound(conn, segment_members.c.entered_at, now)
-    entered_ids, exited_ids = entered.tolist(), exited.tolist()
-    _insert_many(conn, segment_members, ["segment_id", "person_id", "entered_at"],
-                 [(segment_id, p, stamp) for p in entered_ids])
-    changes = [(segment_id, p, "enter", stamp) for p in entered_ids]
-    changes += [(segment_id, p, "exit", stamp) for p in exited_ids]
-    _insert_many(conn, segment_changes, ["segment_id", "person_id", "change", "at"], changes)
-    if not full:
-        size = conn.execute(sa.select(sa.func.count()).where(segment_members.c.segment_id == segment_id)).scalar_one()
-    if full or changes:
-        conn.execute(segment_sizes.insert().values(segment_id=segment_id, at=now, size=size,
-                                                   entered=len(entered), exited=len(exited)))
-    conn.execute(segments.update().where(segments.c.id == segment_id).values(size=size, refreshed_at=now))
-    return int(size)
-
-
-def _bound(conn: Connection, column: sa.Column[Any], value: object) -> object:
-    """``value`` as the driver receives it for ``column`` (e.g. SQLite's datetime text)."""
-    process = column.type.bind_processor(conn.dialect)
-    return process(value) if process else value
-
-
-def _insert_many(conn: Connection, table: sa.Table, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]) -> None:
-    """Rows already in driver form, through the driver's executemany.
-
-    SQLAlchemy's per-row parameter processing was most of the time of a first refresh (one
-    member and one change row per person and segment); the values here are bound once.
-    """
-    if not rows:
-        return
-    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
-    names = ", ".join(columns)
-    conn.exec_driver_sql(f"INSERT INTO {table.name} ({names}) VALUES ({', '.join([mark] * len(columns))})", rows)
 
 
 def _combine(results: Sequence[RefreshResult], seconds: float) -> RefreshResult:
