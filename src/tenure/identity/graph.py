@@ -13,7 +13,7 @@ link stays recorded (inactive), so the same evidence arriving again does not re-
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -23,9 +23,8 @@ from sqlalchemy.engine import Connection
 
 from tenure.clock import Clock, SystemClock
 from tenure.errors import NotFoundError
-from tenure.store.state import StateDB, identity_links, identity_map
+from tenure.store.state import StateDB, identity_links, identity_map, in_chunks
 
-_CHUNK = 900  # stay under SQLite's bound-parameter limit
 _Candidate = tuple[tuple[datetime, str], str]  # ((linked_at, user side), canonical id)
 
 
@@ -178,7 +177,7 @@ class IdentityGraph:
         for ln in sorted(links, key=lambda ln: ln.rank):
             unique.setdefault((ln.user_side, ln.other), ln)
         known: set[tuple[str, str]] = set()
-        for chunk in _chunks({a for a, _ in unique}):
+        for chunk in in_chunks({a for a, _ in unique}):
             rows = conn.execute(
                 sa.select(identity_links.c.id_a, identity_links.c.id_b).where(identity_links.c.id_a.in_(chunk))
             )
@@ -268,7 +267,7 @@ def _write_assignment(conn: Connection, assignment: Mapping[str, str], members: 
 
 
 def _forget(conn: Connection, identifiers: Iterable[str]) -> None:
-    for chunk in _chunks(identifiers):
+    for chunk in in_chunks(identifiers):
         conn.execute(identity_map.delete().where(identity_map.c.identifier.in_(chunk)))
 
 
@@ -276,7 +275,7 @@ def _earliest_links(conn: Connection, persons: set[str]) -> list[_Candidate]:
     """For each person, the earliest active link touching its canonical id (which is that
     component's earliest link, since the canonical id is its user side)."""
     best: dict[str, _Candidate] = {}
-    for chunk in _chunks(persons):
+    for chunk in in_chunks(persons):
         rows = conn.execute(
             sa.select(identity_links.c.id_a, identity_links.c.id_b, identity_links.c.linked_at).where(
                 identity_links.c.active & (identity_links.c.id_a.in_(chunk) | identity_links.c.id_b.in_(chunk))
@@ -290,16 +289,9 @@ def _earliest_links(conn: Connection, persons: set[str]) -> list[_Candidate]:
     return list(best.values())
 
 
-def _chunks(values: Iterable[str]) -> Iterator[list[str]]:
-    """Sorted slices small enough for one ``IN (...)``."""
-    ordered = sorted(values)
-    for start in range(0, len(ordered), _CHUNK):
-        yield ordered[start : start + _CHUNK]
-
-
 def _map_where(conn: Connection, column: sa.Column[str], values: set[str]) -> dict[str, str]:
     out: dict[str, str] = {}
-    for chunk in _chunks(values):
+    for chunk in in_chunks(values):
         rows = conn.execute(sa.select(identity_map.c.identifier, identity_map.c.person_id).where(column.in_(chunk)))
         out.update(dict(rows.all()))
     return out
@@ -317,7 +309,7 @@ def _members_of(conn: Connection, persons: set[str]) -> dict[str, str]:
 
 def _active_links_among(conn: Connection, ids: set[str]) -> list[tuple[str, str, datetime]]:
     out: list[tuple[str, str, datetime]] = []
-    for chunk in _chunks(ids):
+    for chunk in in_chunks(ids):
         rows = conn.execute(
             sa.select(identity_links.c.id_a, identity_links.c.id_b, identity_links.c.linked_at).where(
                 identity_links.c.active & identity_links.c.id_a.in_(chunk)

@@ -16,7 +16,7 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from tenure.store.state import segment_changes, segment_members, segment_sizes, segments
+from tenure.store.state import in_chunks, segment_changes, segment_members, segment_sizes, segments
 
 
 def current_members(conn: Connection, ids: Sequence[int], people: Sequence[str] | None) -> dict[int, list[str]]:
@@ -28,8 +28,7 @@ def current_members(conn: Connection, ids: Sequence[int], people: Sequence[str] 
     if people is None:
         rows = list(conn.execute(query).all())
     else:
-        for start in range(0, len(people), 500):
-            chunk = people[start:start + 500]
+        for chunk in in_chunks(people):
             rows.extend(conn.execute(query.where(segment_members.c.person_id.in_(chunk))).all())
     out: dict[int, list[str]] = {}
     for segment_id, person_id in rows:
@@ -44,13 +43,11 @@ def write_diff(conn: Connection, segment_id: int, entered: pd.Index, exited: pd.
     ``full`` says the refresh covered everyone, so ``size`` is the new size; otherwise the
     stored members are counted.
     """
-    if len(exited):
-        for start in range(0, len(exited), 500):
-            chunk = list(exited[start:start + 500])
-            conn.execute(segment_members.delete().where(
-                segment_members.c.segment_id == segment_id, segment_members.c.person_id.in_(chunk)))
-    stamp = _bound(conn, segment_members.c.entered_at, now)
     entered_ids, exited_ids = entered.tolist(), exited.tolist()
+    for chunk in in_chunks(exited_ids):
+        conn.execute(segment_members.delete().where(
+            segment_members.c.segment_id == segment_id, segment_members.c.person_id.in_(chunk)))
+    stamp = _bound(conn, segment_members.c.entered_at, now)
     _insert_many(conn, segment_members, ["segment_id", "person_id", "entered_at"],
                  [(segment_id, p, stamp) for p in entered_ids])
     changes = [(segment_id, p, "enter", stamp) for p in entered_ids]

@@ -22,7 +22,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import ibis.expr.types as ir
 import pandas as pd
@@ -35,7 +35,14 @@ from tenure.analytics.stages import STAGES
 from tenure.errors import NotFoundError, ValidationError
 from tenure.segments.compile import EvaluationContext, check_references, evaluate_segments
 from tenure.segments.membership import current_members, write_diff
-from tenure.segments.rules import RFM_FIELDS, Condition, fields_used, parse_rule, segment_references
+from tenure.segments.rules import (
+    RFM_FIELDS,
+    Condition,
+    fields_used,
+    load_rule_text,
+    parse_rule,
+    segment_references,
+)
 from tenure.store.engine import Engine, LakeTables
 from tenure.store.state import person_scores, segment_changes, segment_members, segment_sizes, segments
 
@@ -101,13 +108,13 @@ class Segments:
     # -- definitions ---------------------------------------------------------------------
     def create(self, name: str, rule: RuleLike, *, description: str = "", replace: bool = False) -> SegmentInfo:
         """Save a rule segment (checked first) and compute its members."""
-        condition = parse_rule(rule)
+        loaded = load_rule_text(rule) if isinstance(rule, str) else rule
+        condition = parse_rule(loaded)  # so ``loaded`` is a mapping from here on
         self._check_name(name, replace)
         definitions = self._definitions()
         definitions.pop(name, None)
         self._context_check({name: condition}, definitions)
-        stored = rule if isinstance(rule, Mapping) else _as_mapping(rule)
-        self._save(name, RULE, stored, description, replace)
+        self._save(name, RULE, cast(Mapping[str, Any], loaded), description, replace)
         self.refresh([name])
         return self.get(name)
 
@@ -475,14 +482,6 @@ def _combine(results: Sequence[RefreshResult], seconds: float) -> RefreshResult:
         sizes.update(r.sizes)
     return RefreshResult(sum(r.segments for r in results), max((r.people for r in results), default=0),
                          sum(r.entered for r in results), sum(r.exited for r in results), seconds, sizes)
-
-
-def _as_mapping(text: str) -> Mapping[str, Any]:
-    from tenure.segments.rules import load_rule_text
-
-    loaded = load_rule_text(text)
-    assert isinstance(loaded, Mapping)  # parse_rule has accepted it
-    return loaded
 
 
 def _jsonable(values: Mapping[str, Any]) -> dict[str, Any]:

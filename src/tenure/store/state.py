@@ -7,7 +7,7 @@ segments with their members and changes, and model scores.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -155,6 +155,16 @@ MIGRATIONS: dict[int, Callable[[Connection], None]] = {
         conn, tables=[segments, segment_members, segment_changes, segment_sizes, person_scores], checkfirst=True
     ),
 }
+
+
+IN_CHUNK = 900  # values per ``IN (...)``: under SQLite's bound-parameter limit
+
+
+def in_chunks(values: Iterable[str]) -> Iterator[list[str]]:
+    """Sorted slices of ``values`` small enough for one ``IN (...)``."""
+    ordered = sorted(values)
+    for start in range(0, len(ordered), IN_CHUNK):
+        yield ordered[start : start + IN_CHUNK]
 
 
 class StateDB:
