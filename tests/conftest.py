@@ -119,3 +119,29 @@ def shop(sample_shop: Workspace, tmp_path: Path) -> Iterator[Workspace]:
     ws = Workspace(tmp_path / "shop")
     yield ws
     ws.close()
+
+
+@pytest.fixture(scope="session")
+def model_shop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workspace]:
+    """A shop long enough to train models on (300 days), imported once; its files are in ``root/files``.
+
+    Tests must only read it; ``trained_shop`` and copies are for writing.
+    """
+    from tenure.ingest.importer import import_file
+    from tenure.sample import write_sample
+
+    root = tmp_path_factory.mktemp("model-shop")
+    files = write_sample(root / "files", users=1500, days=300, seed=3)
+    ws = make_workspace(root / "ws")
+    for path, kind in ((files.items, "items"), (files.users, "users"), (files.events, "events")):
+        import_file(ws, path, kind)  # type: ignore[arg-type]
+    yield ws
+    ws.close()
+
+
+def copy_workspace(ws: Workspace, to: Path) -> Workspace:
+    """A private copy of a (SQLite) workspace, free to write to."""
+    import shutil
+
+    shutil.copytree(ws.settings.root, to)
+    return Workspace(to)

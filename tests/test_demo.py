@@ -17,7 +17,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("demo") / "ws"
-    result = CliRunner().invoke(app, ["demo", str(root), "--users", "400", "--days", "120", "--seed", "3"])
+    result = CliRunner().invoke(app, ["demo", str(root), "--users", "1500", "--days", "240", "--seed", "3"])
     assert result.exit_code == 0, result.output
     assert "sample shop" in result.output and "an example profile" in result.output
     (root.parent / "demo-output.txt").write_text(result.output)
@@ -90,9 +90,27 @@ def test_the_demo_saves_useful_segments_and_prints_their_sizes(demo: Path) -> No
         features = ws.features().set_index("person_id")
         abandoners = set(ws.segments.members("cart abandoners last 7 days")["person_id"])
         fresh = ws.segments.evaluate({"a": {"event": "Product Added", "within": "7d"}}).set_index("person_id")["a"]
-    for name in ("high value at risk", "cart abandoners last 7 days", "new customers without second order"):
+    for name in ("high value at risk", "cart abandoners last 7 days", "new customers without second order",
+                 "valuable customers likely to churn"):
         assert printed[name] == saved.at[name, "size"] > 0
     clusters = [n for n in saved.index if n.startswith("behaviour #")]
     assert len(clusters) >= 2 and sum(printed[n] for n in clusters) == len(features)
     assert abandoners <= set(fresh[fresh].index)  # abandoners did add to cart in the last 7 days
     assert (demo / "behaviour-clusters.png").stat().st_size > 10_000
+
+
+def test_the_demo_trains_every_model_and_prints_it_next_to_the_baselines(demo: Path) -> None:
+    """Each model's printed table is its registry's backtest, oracle included; everyone is scored."""
+    output = (demo.parent / "demo-output.txt").read_text()
+    with Workspace(demo) as ws:
+        for name in ("churn", "propensity"):
+            table = output.partition(f"{name}: model vs baselines")[2].partition("\n\n")[0]
+            printed = {c[1].strip(): float(c[2]) for c in (line.split("│") for line in table.splitlines())
+                       if len(c) > 3 and c[2].strip()}
+            stored = ws.models.comparison(name).set_index("model")["roc_auc"]
+            assert set(printed) == {"gradient_boosting", "rfm_logistic", "bgnbd", "oracle"}
+            assert printed == {model: round(value, 2) for model, value in stored.items()}
+        assert "clv-v1" in output and (demo / "model-report.html").stat().st_size > 50_000
+        scored = ws.models.score_table().groupby("name")["person_id"].nunique()
+        customers = (ws.features()["orders"] > 0).sum()
+    assert scored["churn_risk"] == scored["clv_365d"] == customers

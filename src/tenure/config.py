@@ -30,6 +30,20 @@ class LifecycleSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class ModelSettings:
+    """How models are trained and scored (``[models]``)."""
+
+    churn_horizon_days: int = 90
+    churn_basis: str = "orders"
+    propensity_horizon_days: int = 30
+    cutoffs: int = 6
+    min_history_days: int = 30
+    clv_holdout_days: int = 90
+    discount_rate: float = 0.10
+    rescore_minutes: float = 60.0
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     """Everything a workspace is configured by; paths are absolute."""
 
@@ -44,6 +58,7 @@ class Settings:
     rfm_bins: int = 5
     segments_live: bool = True
     segments_refresh_minutes: float = 15.0
+    models: ModelSettings = field(default_factory=ModelSettings)
     collector_host: str = "127.0.0.1"
     collector_port: int = 8088
     max_future_seconds: int = 86400
@@ -94,6 +109,7 @@ def load_settings(root: Path, environ: Mapping[str, str] | None = None) -> Setti
         rfm_bins=_positive(reader, "rfm.bins", 5),
         segments_live=reader.get("segments.live", bool, True),
         segments_refresh_minutes=_positive(reader, "segments.refresh_minutes", 15.0),
+        models=_models(reader),
         collector_host=reader.get("collector.host", str, "127.0.0.1"),
         collector_port=reader.get("collector.port", int, 8088),
         max_future_seconds=reader.get("collector.max_future_seconds", int, 86400),
@@ -109,6 +125,19 @@ def _lifecycle(reader: _Reader) -> LifecycleSettings:
         f.name: _positive(reader, f"lifecycle.{f.name}", getattr(defaults, f.name)) for f in fields(LifecycleSettings)
     }
     return LifecycleSettings(**values)
+
+
+def _models(reader: _Reader) -> ModelSettings:
+    defaults = ModelSettings()
+    basis = reader.get("models.churn_basis", str, defaults.churn_basis)
+    if basis not in ("orders", "activity"):
+        raise ConfigError("models.churn_basis", f"must be 'orders' or 'activity', not {basis!r}")
+    values = {
+        f.name: _positive(reader, f"models.{f.name}", getattr(defaults, f.name))
+        for f in fields(ModelSettings)
+        if f.name != "churn_basis"
+    }
+    return ModelSettings(churn_basis=basis, **values)
 
 
 def _positive(reader: _Reader, key: str, default: int | float) -> Any:

@@ -9,6 +9,7 @@ the builtin a caller would naturally catch::
     │   └── PayloadTooLargeError         a message or batch exceeds the size limits
     ├── AuthError(PermissionError)       unknown or missing write key
     ├── NotFoundError(LookupError)       a person, id or link does not exist
+    ├── NotFittedError(ValueError, AttributeError)  a model is used before ``fit``
     └── WorkspaceError(RuntimeError)     the workspace is missing or not initialised
 
 Errors carry structured context (``field``, ``reason``, ``index``) so that the HTTP layer and the
@@ -58,6 +59,10 @@ class AuthError(TenureError, PermissionError):
 
 class NotFoundError(TenureError, LookupError):
     """A person, identifier or record does not exist."""
+
+
+class NotFittedError(TenureError, ValueError, AttributeError):
+    """A model was asked to predict before it was fitted (scikit-learn's contract)."""
 
 
 class WorkspaceError(TenureError, RuntimeError):

@@ -10,7 +10,7 @@ from typing import Annotated, Literal
 
 import typer
 
-from tenure.cli import analytics_cmds, identity_cmds, segments_cmds
+from tenure.cli import analytics_cmds, identity_cmds, models_cmds, segments_cmds
 from tenure.cli._common import (
     WorkspaceOption,
     console,
@@ -30,6 +30,7 @@ from tenure.workspace import Workspace
 app = typer.Typer(help="Tenure: user lifecycle management.", no_args_is_help=True, pretty_exceptions_enable=False)
 app.add_typer(identity_cmds.app, name="identity")
 app.add_typer(segments_cmds.app, name="segments")
+app.add_typer(models_cmds.app, name="models")
 app.command("demo")(demo)
 for command in (analytics_cmds.stages, analytics_cmds.rfm, analytics_cmds.cohorts, analytics_cmds.funnel,
                 analytics_cmds.paths, analytics_cmds.kpis):

@@ -56,6 +56,7 @@ def demo(
                 )
             )
         _lifecycle_picture(ws)
+        _models(ws, directory)
         _saved_segments(ws, directory)
     console.print(f"workspace: [bold]{directory}[/bold] (try `tenure status -w {directory}`, `tenure kpis -w {directory}`)")
 
@@ -71,6 +72,22 @@ def _lifecycle_picture(ws: Workspace) -> None:
     console.print(rich_table(first_months, "repeat-order retention by first-order month (first 6 months)"))
     funnel = ws.funnel(list(FUNNEL_EVENTS), window=timedelta(days=7))
     console.print(rich_table(funnel, "purchase funnel, last 90 days (7-day window)"))
+
+
+def _models(ws: Workspace, directory: Path) -> None:
+    """Train every model with the generator's truth as the oracle, print them against baselines, score everyone."""
+    from tenure.cli.models_cmds import show_comparison
+    from tenure.models.registry import MODEL_NAMES
+    from tenure.models.report import write_report
+
+    for name in MODEL_NAMES:
+        with progress_bar(f"training {name}") as update:
+            info = ws.models.train(name, oracle=directory / "sample", progress=update)
+        console.print(f"[bold]{info.tag}[/bold]: {info.metrics['headline']}")
+        show_comparison(ws, name)
+    counts = ws.models.score()
+    console.print(f"scored: {', '.join(f'{n} {c:,} people' for n, c in counts.items())}")
+    console.print(f"model report: {write_report(ws.models, directory / 'model-report.html')}")
 
 
 def _saved_segments(ws: Workspace, directory: Path) -> None:

@@ -235,10 +235,14 @@ class IdentityGraph:
 
     def persons_of(self, identifiers: Iterable[str]) -> set[str]:
         """The canonical persons of many identifiers (an unlinked identifier is its own person)."""
+        return set(self.person_map(identifiers).values())
+
+    def person_map(self, identifiers: Iterable[str]) -> dict[str, str]:
+        """Each identifier's canonical person (an unlinked identifier is its own person)."""
         ids = set(identifiers)
         with self.state.read() as conn:
             mapped = _map_of(conn, ids)
-        return {mapped.get(i, i) for i in ids}
+        return {i: mapped.get(i, i) for i in ids}
 
     def identifiers_of(self, person: str) -> list[str]:
         with self.state.read() as conn:

@@ -88,19 +88,26 @@ def run_flusher(ws: Workspace, interval: float, stop: threading.Event, compact_e
     """Flush every ``interval`` seconds, keep segments live, compact now and then, until ``stop``.
 
     After each flush the people the new messages touched are re-evaluated in every
-    person-local segment; all segments are recomputed every ``segments.refresh_minutes``.
+    person-local segment; all segments are recomputed every ``segments.refresh_minutes``,
+    and everyone is re-scored with the active models every ``models.rescore_minutes``
+    (before that refresh, so segments on scores follow).
     Errors are logged and retried: the inbox keeps the data until a flush succeeds. A last
     flush runs after ``stop`` so that a clean shutdown leaves the inbox empty.
     """
     rounds = 0
     full_every = ws.settings.segments_refresh_minutes * 60
-    last_full = time.monotonic()
+    score_every = ws.settings.models.rescore_minutes * 60
+    last_full = last_score = time.monotonic()
     while not stop.is_set():
         try:
             flushed = flush_all(ws)
             if ws.settings.segments_live and flushed.identifiers:
                 ws.segments.refresh_people(flushed.identifiers)
-            if time.monotonic() - last_full >= full_every:
+            rescore = time.monotonic() - last_score >= score_every
+            if rescore:
+                last_score = time.monotonic()
+                ws.models.score()
+            if rescore or time.monotonic() - last_full >= full_every:
                 last_full = time.monotonic()
                 ws.segments.refresh()
             rounds += 1

@@ -22,6 +22,7 @@ from tenure.sample._purchases import PurchaseHistory
 
 Num = TypeVar("Num", np.int64, np.float64)
 GAP = 0.15  # minimum operational days between two session starts of one person in a cycle
+FIRST_DELAY_SCALE = 0.6  # operational days per failed session before a first order (Gamma scale)
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,7 +38,7 @@ def first_visits(rng: np.random.Generator, pop: Population, op_end: float, param
     """Buyers browse anonymously, then sign up and order in the same session."""
     n = pop.size
     g0 = np.where(pop.converts, rng.negative_binomial(1, params.order_rate(), n), 0)
-    delay = np.where(g0 > 0, GAP * g0 + rng.gamma(np.maximum(g0, 1), 0.6), 0.0)
+    delay = np.where(g0 > 0, GAP * g0 + rng.gamma(np.maximum(g0, 1), FIRST_DELAY_SCALE), 0.0)
     raw = np.where(pop.converts, pop.acq_op + delay, np.nan)
     first = np.where(raw < op_end, raw, np.nan)
     return FirstVisits(n_failed=g0.astype(np.int64), t_first=first, t_first_raw=raw)

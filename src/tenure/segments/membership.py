@@ -16,7 +16,15 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from tenure.store.state import in_chunks, segment_changes, segment_members, segment_sizes, segments
+from tenure.store.state import (
+    bound_value,
+    in_chunks,
+    insert_many,
+    segment_changes,
+    segment_members,
+    segment_sizes,
+    segments,
+)
 
 
 def current_members(conn: Connection, ids: Sequence[int], people: Sequence[str] | None) -> dict[int, list[str]]:
@@ -47,12 +55,12 @@ def write_diff(conn: Connection, segment_id: int, entered: pd.Index, exited: pd.
     for chunk in in_chunks(exited_ids):
         conn.execute(segment_members.delete().where(
             segment_members.c.segment_id == segment_id, segment_members.c.person_id.in_(chunk)))
-    stamp = _bound(conn, segment_members.c.entered_at, now)
-    _insert_many(conn, segment_members, ["segment_id", "person_id", "entered_at"],
+    stamp = bound_value(conn, segment_members.c.entered_at, now)
+    insert_many(conn, segment_members, ["segment_id", "person_id", "entered_at"],
                  [(segment_id, p, stamp) for p in entered_ids])
     changes = [(segment_id, p, "enter", stamp) for p in entered_ids]
     changes += [(segment_id, p, "exit", stamp) for p in exited_ids]
-    _insert_many(conn, segment_changes, ["segment_id", "person_id", "change", "at"], changes)
+    insert_many(conn, segment_changes, ["segment_id", "person_id", "change", "at"], changes)
     if not full:
         size = conn.execute(sa.select(sa.func.count()).where(segment_members.c.segment_id == segment_id)).scalar_one()
     if full or changes:
@@ -60,22 +68,3 @@ def write_diff(conn: Connection, segment_id: int, entered: pd.Index, exited: pd.
                                                    entered=len(entered), exited=len(exited)))
     conn.execute(segments.update().where(segments.c.id == segment_id).values(size=size, refreshed_at=now))
     return int(size)
-
-
-def _bound(conn: Connection, column: sa.Column[Any], value: object) -> object:
-    """``value`` as the driver receives it for ``column`` (e.g. SQLite's datetime text)."""
-    process = column.type.bind_processor(conn.dialect)
-    return process(value) if process else value
-
-
-def _insert_many(conn: Connection, table: sa.Table, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]) -> None:
-    """Rows already in driver form, through the driver's executemany.
-
-    SQLAlchemy's per-row parameter processing was most of the time of a first refresh (one
-    member and one change row per person and segment); the values here are bound once.
-    """
-    if not rows:
-        return
-    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
-    names = ", ".join(columns)
-    conn.exec_driver_sql(f"INSERT INTO {table.name} ({names}) VALUES ({', '.join([mark] * len(columns))})", rows)

@@ -2,12 +2,12 @@
 
 It holds what must change in place or be durable before an acknowledgement: the inbox of
 accepted-but-not-flushed messages, the lake manifest, the identity graph, the API keys, saved
-segments with their members and changes, and model scores.
+segments with their members and changes, the model registry and model scores.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -147,13 +147,42 @@ person_scores = sa.Table(
     sa.Column("scored_at", sa.DateTime(timezone=True), nullable=False),
 )
 
-SCHEMA_VERSION = 2
+# Scores that are not one number (a churn risk's reasons, recommended items), as JSON.
+person_details = sa.Table(
+    "person_details",
+    metadata,
+    sa.Column("person_id", sa.String(256), primary_key=True),
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+    sa.Column("model_version", sa.String(64), nullable=False),
+    sa.Column("scored_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+# The model registry: one row per trained model; the fitted object is a file in the workspace.
+models = sa.Table(
+    "models",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("trained_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("window_start", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("window_end", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("params", sa.Text, nullable=False),
+    sa.Column("metrics", sa.Text, nullable=False),
+    sa.Column("features", sa.Text, nullable=False),
+    sa.Column("artifact", sa.Text, nullable=False),
+    sa.Column("scored_at", sa.DateTime(timezone=True), nullable=True),
+)
+
+SCHEMA_VERSION = 3
 # Migration n takes the schema from version n-1 to n; version 1 is the initial create_all.
 MIGRATIONS: dict[int, Callable[[Connection], None]] = {
     1: lambda conn: metadata.create_all(conn),
     2: lambda conn: metadata.create_all(
         conn, tables=[segments, segment_members, segment_changes, segment_sizes, person_scores], checkfirst=True
     ),
+    3: lambda conn: metadata.create_all(conn, tables=[person_details, models], checkfirst=True),
 }
 
 
@@ -235,3 +264,22 @@ def _sqlite_begin(conn: Connection) -> None:
     # when a read lock cannot be upgraded.
     write = conn.get_execution_options().get("tenure_write", False)
     conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
+def bound_value(conn: Connection, column: sa.Column[Any], value: object) -> object:
+    """``value`` as the driver receives it for ``column`` (e.g. SQLite's datetime text)."""
+    process = column.type.bind_processor(conn.dialect)
+    return process(value) if process else value
+
+
+def insert_many(conn: Connection, table: sa.Table, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]) -> None:
+    """Rows already in driver form, through the driver's executemany.
+
+    SQLAlchemy's per-row parameter processing was most of the time of a first segment refresh
+    (one member and one change row per person and segment); the values here are bound once.
+    """
+    if not rows:
+        return
+    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    names = ", ".join(columns)
+    conn.exec_driver_sql(f"INSERT INTO {table.name} ({names}) VALUES ({', '.join([mark] * len(columns))})", rows)
