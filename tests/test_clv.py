@@ -16,9 +16,9 @@ import pytest
 from scipy import optimize, special
 from sklearn.base import clone
 
-from tenure.errors import NotFittedError, ValidationError
+from tenure.errors import ConvergenceError, NotFittedError, ValidationError
 from tenure.models import bgnbd, gamma_gamma
-from tenure.models.bgnbd import BetaGeo, ConvergenceError
+from tenure.models.bgnbd import BetaGeo
 from tenure.models.clv_holdout import cumulative_repeat_transactions, holdout_by_frequency, plot_holdout
 from tenure.models.gamma_gamma import GammaGamma
 from tenure.models.rfm_summary import calibration_and_holdout, summary_from_transactions

@@ -10,6 +10,7 @@ the builtin a caller would naturally catch::
     ├── AuthError(PermissionError)       unknown or missing write key
     ├── NotFoundError(LookupError)       a person, id or link does not exist
     ├── NotFittedError(ValueError, AttributeError)  a model is used before ``fit``
+    ├── ConvergenceError(RuntimeError)   a model's likelihood optimiser did not converge
     └── WorkspaceError(RuntimeError)     the workspace is missing or not initialised
 
 Errors carry structured context (``field``, ``reason``, ``index``) so that the HTTP layer and the
@@ -63,6 +64,10 @@ class NotFoundError(TenureError, LookupError):
 
 class NotFittedError(TenureError, ValueError, AttributeError):
     """A model was asked to predict before it was fitted (scikit-learn's contract)."""
+
+
+class ConvergenceError(TenureError, RuntimeError):
+    """A model's likelihood optimiser stopped without converging."""
 
 
 class WorkspaceError(TenureError, RuntimeError):

@@ -11,24 +11,19 @@ gradients, after collapsing customers with identical (frequency, recency, T) int
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
-from scipy import optimize, special
+from scipy import special
 from sklearn.base import BaseEstimator
 
-from tenure.errors import NotFittedError, TenureError, ValidationError
+from tenure.errors import NotFittedError, ValidationError
+from tenure.models._mle import collapse, fit_log_parameters
 from tenure.models.rfm_summary import FloatArray, SummaryArrays, check_summary
 
 MIN_CUSTOMERS = 10
-Objective = Callable[[FloatArray], tuple[float, FloatArray]]
-
-
-class ConvergenceError(TenureError, RuntimeError):
-    """The likelihood optimiser stopped without converging."""
 
 
 class BetaGeo(BaseEstimator):  # type: ignore[misc]
@@ -220,37 +215,6 @@ def rows_loglik_and_grad(params: FloatArray, rows: Rows) -> tuple[float, FloatAr
         ]
     )
     return ll, grad
-
-
-def collapse(weights: FloatArray, *columns: FloatArray) -> tuple[FloatArray, ...]:
-    """Merge identical rows of ``columns`` into unique rows and summed weights: (*columns, weights)."""
-    frame = pd.DataFrame({f"c{i}": c for i, c in enumerate(columns)})
-    frame["w"] = weights
-    grouped = frame.groupby(list(frame.columns[:-1]), sort=False)["w"].sum()
-    grouped = grouped[grouped > 0]
-    keys = grouped.index.to_frame(index=False)
-    return tuple(keys[f"c{i}"].to_numpy(dtype=np.float64) for i in range(len(columns))) + (
-        grouped.to_numpy(dtype=np.float64),
-    )
-
-
-def fit_log_parameters(objective: Objective, start: FloatArray, *, tol: float, max_iter: int) -> list[float]:
-    """Minimise ``objective`` over log-parameters with L-BFGS-B; return the natural parameters."""
-    result = optimize.minimize(
-        objective, start, jac=True, method="L-BFGS-B", options={"maxiter": max_iter, "gtol": tol, "ftol": 1e-14}
-    )
-    params = np.exp(result.x)
-    if not result.success and not _converged(objective, result.x, tol):
-        raise ConvergenceError(f"maximum likelihood did not converge: {result.message}")
-    if not np.all(np.isfinite(params)):
-        raise ConvergenceError(f"maximum likelihood diverged to parameters {params.tolist()}")
-    return [float(v) for v in params]
-
-
-def _converged(objective: Objective, log_params: FloatArray, tol: float) -> bool:
-    """L-BFGS-B reports line-search stalls as failures; accept them when the gradient is tiny."""
-    value, grad = objective(log_params)
-    return bool(np.isfinite(value) and np.max(np.abs(grad)) < max(tol, 1e-5))
 
 
 def _weights(summary: pd.DataFrame, sample_weight: npt.ArrayLike | None, n: int) -> FloatArray:

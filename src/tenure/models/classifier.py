@@ -143,7 +143,8 @@ class OutcomeClassifier(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
             column = X[name]
             if name in self.categories_:
                 levels = self.categories_[name]
-                out[name] = pd.Categorical(column.astype("string").astype(object), categories=levels)
+                values = column.astype("string").astype(object)
+                out[name] = pd.Categorical(values.where(values.isin(levels)), categories=levels)
             else:
                 values = pd.to_numeric(column, errors="coerce").astype("float64").to_numpy()
                 if np.isinf(values).any():

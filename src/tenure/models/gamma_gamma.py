@@ -15,7 +15,8 @@ from scipy import special
 from sklearn.base import BaseEstimator
 
 from tenure.errors import NotFittedError, ValidationError
-from tenure.models.bgnbd import MIN_CUSTOMERS, BetaGeo, collapse, fit_log_parameters
+from tenure.models._mle import collapse, fit_log_parameters
+from tenure.models.bgnbd import MIN_CUSTOMERS, BetaGeo
 from tenure.models.rfm_summary import FloatArray, check_summary
 
 
