@@ -25,13 +25,14 @@ demo: $(BIN)/tenure
 	$(BIN)/tenure demo $(DEMO_DIR) --users $(DEMO_USERS) --days $(DEMO_DAYS)
 
 test: lint
-	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/mypy
 
 bench: $(VENV)/.dev
+	$(BIN)/pip install -q -e '.[bench]'
 	$(BIN)/python benchmarks/run_all.py
 
 clean:

@@ -34,7 +34,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small sizes: check that the benchmarks run")
     parser.add_argument("--duration", type=float, help="collector seconds per server (default 30; quick 5)")
     parser.add_argument("--rows", type=int, help="import rows (default 5,000,000; quick 200,000)")
-    parser.add_argument("--only", default="collector,import,sample,analytics,segments", help="which benchmarks to run")
+    parser.add_argument("--only", default="collector,import,sample,analytics,segments,clv,models", help="which benchmarks to run")
     args = parser.parse_args()
     duration = args.duration or (5 if args.quick else 30)
     rows = args.rows or (200_000 if args.quick else 5_000_000)
@@ -64,6 +64,12 @@ def main() -> None:
         size = ["--users", "2000", "--baseline", "10"] if args.quick else ["--users", "200000", "--baseline", "10"]
         argv = [str(HERE / "segments.py"), *size, "--days", "60", "--json", "/tmp/segments-benchmark.json"]
         sections.append(run("Segments", argv))
+    if "clv" in only:
+        customers = "100000" if args.quick else "1000000"
+        sections.append(run("CLV fits", [str(HERE / "clv.py"), "--customers", customers, "--repeat", "1" if args.quick else "3"]))
+    if "models" in only:
+        users = "3000" if args.quick else "200000"
+        sections.append(run("Churn, propensity and CLV on a shop", [str(HERE / "models.py"), "--users", users]))
     print("\n".join(sections))
 
 

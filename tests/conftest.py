@@ -139,6 +139,19 @@ def model_shop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workspace]:
     ws.close()
 
 
+@pytest.fixture(scope="session")
+def trained_shop(model_shop: Workspace, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workspace]:
+    """The model shop with churn (backtested against the generator's oracle), propensity and CLV
+    trained and everyone scored. Tests must only read it; copy it to write."""
+    ws = copy_workspace(model_shop, tmp_path_factory.mktemp("trained") / "ws")
+    ws.models.train("churn", oracle=model_shop.settings.root.parent / "files")
+    ws.models.train("propensity")
+    ws.models.train("clv")
+    ws.models.score()
+    yield ws
+    ws.close()
+
+
 def copy_workspace(ws: Workspace, to: Path) -> Workspace:
     """A private copy of a (SQLite) workspace, free to write to."""
     import shutil

@@ -13,7 +13,9 @@ from tenure.config import Settings, default_settings_text, load_settings
 
 def test_the_written_file_documents_every_setting_with_its_default(tmp_path: Path) -> None:
     doc = tomllib.loads(default_settings_text())
-    assert set(doc) == {"state", "lake", "engine", "analytics", "lifecycle", "rfm", "segments", "collector", "currency"}
+    assert set(doc) == {
+        "state", "lake", "engine", "analytics", "lifecycle", "rfm", "segments", "models", "collector", "currency"
+    }
     Workspace.init(tmp_path).close()
     settings = load_settings(tmp_path, environ={})
     defaults = Settings(root=tmp_path)
@@ -27,6 +29,8 @@ def test_the_written_file_documents_every_setting_with_its_default(tmp_path: Pat
     assert (settings.segments_live, settings.segments_refresh_minutes) == (
         doc["segments"]["live"], doc["segments"]["refresh_minutes"]) == (defaults.segments_live,
                                                                          defaults.segments_refresh_minutes)
+    assert settings.models == defaults.models
+    assert {f: getattr(settings.models, f) for f in doc["models"]} == doc["models"]
     assert (tmp_path / "state.db").exists() and (tmp_path / "lake").is_dir()
 
 
@@ -46,6 +50,9 @@ def test_environment_overrides_the_file(tmp_path: Path) -> None:
         ("[lifecycle]\nchurned_days = 0\n", "lifecycle.churned_days"),
         ('[lifecycle]\nat_risk_factor = "x"\n', "lifecycle.at_risk_factor"),
         ('[analytics]\ntimezone = "Mars/Olympus"\n', "analytics.timezone"),
+        ('[models]\nchurn_basis = "visits"\n', "models.churn_basis"),
+        ("[models]\ncutoffs = 0\n", "models.cutoffs"),
+        ('[models]\ndiscount_rate = "ten"\n', "models.discount_rate"),
     ],
 )
 def test_malformed_settings_name_the_key(tmp_path: Path, text: str, key: str) -> None:

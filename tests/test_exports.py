@@ -8,8 +8,8 @@ import tenure
 def test_exported_members() -> None:
     assert sorted(tenure.__all__) == sorted(
         name for name in dir(tenure) if not name.startswith("_") and name not in {
-            "analytics", "api", "cli", "clock", "config", "errors", "identity", "ingest", "keys", "overview",
-            "profiles", "sample", "segments", "spec", "store", "workspace",
+            "analytics", "api", "cli", "clock", "config", "errors", "identity", "ingest", "keys", "models",
+            "overview", "profiles", "sample", "segments", "spec", "store", "workspace",
         }
     )
     for name in tenure.__all__:

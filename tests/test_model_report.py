@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import io
 import math
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
@@ -29,7 +28,9 @@ from tenure.models.report import write_report
 
 from conftest import make_workspace
 
-CUTOFFS = 4  # the fewest that give both outcome models a backtest, to keep training short
+# Both files read the session's trained shop: keep them on one xdist worker so it is built once.
+pytestmark = pytest.mark.xdist_group("trained_shop")
+
 OUTCOME_CHARTS = ["roc", "calibration", "gains", "importance"]
 ROW_LABELS = {
     "Gradient boosting (this model)": "gradient_boosting",
@@ -140,21 +141,9 @@ def shown_as(text: str, value: float) -> bool:
 
 # -- a small trained shop ----------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workspace]:
-    """A generated shop with churn (trained with the generator's oracle), propensity (without) and CLV."""
-    from tenure.ingest.importer import import_file
-    from tenure.sample import write_sample
-
-    root = tmp_path_factory.mktemp("report-shop")
-    files = write_sample(root / "files", users=1500, days=300, seed=3)
-    ws = make_workspace(root / "ws")
-    for path, kind in ((files.items, "items"), (files.users, "users"), (files.events, "events")):
-        import_file(ws, path, kind)  # type: ignore[arg-type]
-    ws.models.train("churn", cutoffs=CUTOFFS, oracle=root / "files")
-    ws.models.train("propensity", cutoffs=CUTOFFS)
-    ws.models.train("clv")
-    yield ws
-    ws.close()
+def trained(trained_shop: Workspace) -> Workspace:
+    """Churn trained with the generator's oracle, propensity without, and CLV (conftest)."""
+    return trained_shop
 
 
 @pytest.fixture(scope="module")

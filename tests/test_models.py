@@ -26,20 +26,15 @@ from tenure.workspace import Workspace
 
 from conftest import copy_workspace, make_workspace
 
+# Both files read the session's trained shop: keep them on one xdist worker so it is built once.
+pytestmark = pytest.mark.xdist_group("trained_shop")
+
 runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
-def trained(model_shop: Workspace, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workspace]:
-    """The model shop with churn (scored against the oracle), propensity and CLV trained and scored."""
-    ws = copy_workspace(model_shop, tmp_path_factory.mktemp("trained") / "ws")
-    sample = model_shop.settings.root.parent / "files"
-    ws.models.train("churn", oracle=sample)
-    ws.models.train("propensity")
-    ws.models.train("clv")
-    ws.models.score()
-    yield ws
-    ws.close()
+def trained(trained_shop: Workspace) -> Workspace:
+    return trained_shop
 
 
 @pytest.fixture
@@ -253,3 +248,14 @@ def test_serve_rescores_on_schedule(writable: Workspace) -> None:
         thread.join(60)
     assert ws.models.get("churn").scored_at != first
     assert ws.models.get("clv").scored_at != first
+
+
+def test_the_profile_shows_the_scores_with_their_versions(trained: Workspace) -> None:
+    from tenure.profiles import person_profile
+
+    person = trained.models.score_table().query("name == 'churn_risk'")["person_id"].iloc[0]
+    profile = person_profile(trained, person)
+    assert profile.scores == trained.models.scores(person)
+    shown = runner.invoke(app, ["profile", person, "-w", str(trained.settings.root)]).output
+    assert f"{profile.scores['churn_risk']['value']:,.3f}" in shown and "(churn-v1)" in shown
+    assert profile.scores["churn_reasons"]["value"][0]["feature"] in shown

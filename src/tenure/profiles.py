@@ -24,6 +24,7 @@ class Profile:
     events: int
     orders: int
     revenue: float
+    scores: dict[str, Any]  # model scores and reasons: name -> {"value", "model_version"}
 
 
 def person_profile(ws: Workspace, identifier: str) -> Profile:
@@ -59,6 +60,7 @@ def person_profile(ws: Workspace, identifier: str) -> Profile:
         events=int(activity["n"]),
         orders=int(spend["n"]),
         revenue=0.0 if pd.isna(spend["revenue"]) else float(spend["revenue"]),
+        scores=ws.models.scores(person),
     )
 
 

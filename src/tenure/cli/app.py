@@ -6,7 +6,7 @@ import signal
 import threading
 from datetime import date
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import typer
 
@@ -176,9 +176,17 @@ def profile(identifier: str, workspace: WorkspaceOption = Path(".")) -> None:
                     "orders": p.orders,
                     "revenue": p.revenue,
                     **{f"trait {k}": v for k, v in sorted(p.traits.items())},
+                    **{f"{k} ({v['model_version']})": _score_text(v["value"]) for k, v in sorted(p.scores.items())},
                 },
             )
         )
+
+
+def _score_text(value: Any) -> str:
+    """A score as a number, or reasons as ``feature (+0.42 log-odds)`` items."""
+    if isinstance(value, list):
+        return ", ".join(f"{r['feature']} ({r['contribution']:+.2f})" for r in value)
+    return f"{value:,.3f}"
 
 
 @app.command()

@@ -39,11 +39,16 @@ def fit_log_parameters(objective: Objective, start: FloatArray, *, tol: float, m
     dot product made the CDNOW fit 10-20x slower on a busy two-core machine. The line search
     may probe extreme parameters where the likelihood overflows; those probes are rejected by
     the optimiser, and the result is checked below, so their floating-point warnings are muted.
+
+    When the line search stalls (L-BFGS-B's "ABNORMAL"), typically on a ridge where two
+    parameters grow together (BG/NBD's a and b when every customer has the same dropout
+    probability), one restart from where it stopped, with fresh curvature memory, settles it.
     """
+    options = {"maxiter": max_iter, "gtol": tol, "ftol": 1e-14}
     with threadpool_limits(limits=1, user_api="blas"), np.errstate(over="ignore", divide="ignore", invalid="ignore"):
-        result = optimize.minimize(
-            objective, start, jac=True, method="L-BFGS-B", options={"maxiter": max_iter, "gtol": tol, "ftol": 1e-14}
-        )
+        result = optimize.minimize(objective, start, jac=True, method="L-BFGS-B", options=options)
+        if not result.success:
+            result = optimize.minimize(objective, result.x, jac=True, method="L-BFGS-B", options=options)
     params = np.exp(result.x)
     if not result.success and not _converged(objective, result.x, tol):
         raise ConvergenceError(f"maximum likelihood did not converge: {result.message}")

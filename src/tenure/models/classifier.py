@@ -3,8 +3,11 @@
 LightGBM ranks well but its raw probabilities are over-confident on small, imbalanced data,
 and journeys compare scores against thresholds, so the probabilities are calibrated on
 out-of-fold predictions: folds follow the training cutoffs (``groups``), so a fold never
-calibrates on the period it was trained on. The final booster is fitted on everything, and
-its SHAP-style ``pred_contrib`` values give each person's top reasons.
+calibrates on the period it was trained on. A sigmoid (Platt scaling of the margin) is the
+default: on simulated data with known probabilities it was as close to the truth as isotonic
+regression at every size tried and closer on small data, where isotonic steps overfit. The
+final booster is fitted on everything, and its SHAP-style ``pred_contrib`` values give each
+person's top reasons.
 """
 
 from __future__ import annotations
@@ -22,10 +25,9 @@ from sklearn.model_selection import GroupKFold, StratifiedKFold
 
 from tenure.errors import NotFittedError, ValidationError
 
-Calibration = Literal["auto", "isotonic", "sigmoid"]
+Calibration = Literal["sigmoid", "isotonic"]
 MIN_EXAMPLES = 50
 MIN_PER_CLASS = 10
-ISOTONIC_MIN_EXAMPLES = 1_000  # below this, isotonic steps overfit; a sigmoid is safer
 
 
 class OutcomeClassifier(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
@@ -44,7 +46,7 @@ class OutcomeClassifier(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
         learning_rate: float = 0.05,
         num_leaves: int = 15,
         min_child_samples: int = 20,
-        calibration: Calibration = "auto",
+        calibration: Calibration = "sigmoid",
         folds: int = 3,
         n_jobs: int = 1,
         random_state: int = 0,
@@ -67,11 +69,7 @@ class OutcomeClassifier(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
         matrix = self._encode(X)
         self.classes_ = np.array([0, 1])
         margins = self._out_of_fold_margins(matrix, labels, groups)
-        method = self.calibration
-        if method == "auto":
-            method = "isotonic" if len(labels) >= ISOTONIC_MIN_EXAMPLES else "sigmoid"
-        self.calibration_method_ = method
-        self.calibrator_ = _fit_calibrator(method, margins, labels)
+        self.calibrator_ = _fit_calibrator(self.calibration, margins, labels)
         self.booster_ = self._booster().fit(matrix, labels)
         gain = self.booster_.booster_.feature_importance(importance_type="gain")
         self.feature_importances_ = gain / gain.sum() if gain.sum() > 0 else gain
@@ -202,4 +200,4 @@ def _fit_calibrator(method: str, margins: NDArray[np.float64], labels: NDArray[n
         return IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0).fit(margins, labels)
     if method == "sigmoid":
         return LogisticRegression(C=1e6).fit(margins.reshape(-1, 1), labels)
-    raise ValidationError("calibration", f"must be auto, isotonic or sigmoid, not {method!r}")
+    raise ValidationError("calibration", f"must be sigmoid or isotonic, not {method!r}")

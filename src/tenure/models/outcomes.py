@@ -9,6 +9,7 @@ The model kept for scoring is then refitted on every cutoff.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -16,11 +17,13 @@ from datetime import datetime
 import numpy as np
 import pandas as pd
 
-from tenure.errors import ValidationError
+from tenure.errors import TenureError, ValidationError
 from tenure.models.baselines import BuyTillYouDieBaseline, rfm_logistic
 from tenure.models.classifier import OutcomeClassifier
 from tenure.models.dataset import FEATURES, Outcome
 from tenure.models.metrics import binary_metrics
+
+log = logging.getLogger(__name__)
 
 MODEL = "gradient_boosting"
 RFM_LOGISTIC = "rfm_logistic"
@@ -108,21 +111,20 @@ def _backtest(
     _check_population(test, cutoff)
     model = _clone(template).fit(train[list(FEATURES)], train["label"], groups=train["cutoff"])
     rfm = rfm_logistic().fit(train, train["label"])
-    latest_train = frames[max(earlier)]
-    ordered = _ordered(latest_train["label"].to_numpy(), outcome)
-    bgnbd = BuyTillYouDieBaseline(outcome.horizon_days).fit(latest_train, ordered)
-    p_order = bgnbd.p_order(test)
     predictions = pd.DataFrame(
         {
             "person_id": test["person_id"],
             "label": test["label"].to_numpy(),
             MODEL: model.predict_proba(test[list(FEATURES)])[:, 1],
             RFM_LOGISTIC: rfm.predict_proba(test)[:, 1],
-            BGNBD: _to_target(p_order, outcome),
         }
     )
+    p_order = _bgnbd_baseline(frames[max(earlier)], test, outcome)
+    if p_order is not None:
+        predictions[BGNBD] = _to_target(p_order, outcome)
     labels = predictions["label"].to_numpy()
-    metrics = {name: binary_metrics(labels, predictions[name]) for name in (MODEL, RFM_LOGISTIC, BGNBD)}
+    compared = [name for name in (MODEL, RFM_LOGISTIC, BGNBD) if name in predictions]
+    metrics = {name: binary_metrics(labels, predictions[name]) for name in compared}
     if oracle is not None:
         truth = predictions[["person_id", "label"]].merge(oracle[["person_id", "p_order"]], on="person_id", how="left")
         known = truth["p_order"].notna().to_numpy()
@@ -131,6 +133,20 @@ def _backtest(
             metrics[ORACLE] = binary_metrics(labels[known], predictions[ORACLE][known])
             metrics[ORACLE]["coverage"] = float(known.mean())
     return Backtest(cutoff=cutoff, train_cutoffs=sorted(earlier), metrics=metrics, predictions=predictions)
+
+
+def _bgnbd_baseline(latest_train: pd.DataFrame, test: pd.DataFrame, outcome: Outcome) -> np.ndarray | None:
+    """BG/NBD's P(order in the horizon) for the test people, or None when it cannot be fitted.
+
+    A baseline that cannot be fitted (too few repeat buyers at an early cutoff) is left out of
+    the comparison rather than stopping the training of the model it is compared with.
+    """
+    ordered = _ordered(latest_train["label"].to_numpy(), outcome)
+    try:
+        return BuyTillYouDieBaseline(outcome.horizon_days).fit(latest_train, ordered).p_order(test)
+    except TenureError as exc:
+        log.warning("BG/NBD baseline left out at this cutoff: %s", exc)
+        return None
 
 
 def _ordered(labels: np.ndarray, outcome: Outcome) -> np.ndarray:

@@ -23,7 +23,7 @@ from tenure.analytics._orders import orders_as_of
 from tenure.errors import ValidationError
 from tenure.models.dataset import FEATURES, Outcome, examples, model_features, training_cutoffs
 from tenure.models.lifetime_value import TrainedLifetimeValue, fit_lifetime_value
-from tenure.models.outcomes import MODEL, TrainedOutcome, train_outcome
+from tenure.models.outcomes import BGNBD, MODEL, RFM_LOGISTIC, TrainedOutcome, train_outcome
 from tenure.models.registry import MODEL_NAMES, ModelInfo, Registry, check_name
 from tenure.models.rfm_summary import summary_from_transactions
 from tenure.store.engine import LakeTables
@@ -280,11 +280,15 @@ def _clv_scores(trained: TrainedLifetimeValue, orders: pd.DataFrame, last_day: p
 
 def _outcome_metrics(trained: TrainedOutcome) -> dict[str, Any]:
     head = trained.headline
-    ours, rfm = head.metrics[MODEL], head.metrics["rfm_logistic"]
+    ours = head.metrics[MODEL]
+    baselines = ", ".join(
+        f"{label} {head.metrics[name]['roc_auc']:.3f}"
+        for name, label in ((RFM_LOGISTIC, "RFM logistic"), (BGNBD, "BG/NBD"))
+        if name in head.metrics
+    )
     return {
         "headline": (
-            f"ROC-AUC {ours['roc_auc']:.3f} (RFM logistic {rfm['roc_auc']:.3f}, BG/NBD {head.metrics['bgnbd']['roc_auc']:.3f})"
-            f", Brier {ours['brier']:.3f}, lift@10% {ours['lift_top']:.2f}"
+            f"ROC-AUC {ours['roc_auc']:.3f} ({baselines}), Brier {ours['brier']:.3f}, lift@10% {ours['lift_top']:.2f}"
         ),
         "backtest_cutoff": head.cutoff.isoformat(),
         "backtest": head.metrics,
