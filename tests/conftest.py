@@ -95,17 +95,22 @@ def sqlite_workspace(tmp_path: Path) -> Iterator[Workspace]:
     ws.close()
 
 
-@pytest.fixture(scope="session")
-def sample_shop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workspace]:
-    """A small generated shop, imported once per test process; tests must only read it."""
+def imported_shop(root: Path, *, users: int, days: int, seed: int) -> Workspace:
+    """Generate a sample shop into ``root/files`` and import it into the workspace ``root/ws``."""
     from tenure.ingest.importer import import_file
     from tenure.sample import write_sample
 
-    root = tmp_path_factory.mktemp("sample-shop")
-    files = write_sample(root / "files", users=400, days=150, seed=11)
+    files = write_sample(root / "files", users=users, days=days, seed=seed)
     ws = make_workspace(root / "ws")
     for path, kind in ((files.items, "items"), (files.users, "users"), (files.events, "events")):
         import_file(ws, path, kind)  # type: ignore[arg-type]
+    return ws
+
+
+@pytest.fixture(scope="session")
+def sample_shop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workspace]:
+    """A small generated shop, imported once per test process; tests must only read it."""
+    ws = imported_shop(tmp_path_factory.mktemp("sample-shop"), users=400, days=150, seed=11)
     yield ws
     ws.close()
 
@@ -127,14 +132,7 @@ def model_shop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workspace]:
 
     Tests must only read it; ``trained_shop`` and copies are for writing.
     """
-    from tenure.ingest.importer import import_file
-    from tenure.sample import write_sample
-
-    root = tmp_path_factory.mktemp("model-shop")
-    files = write_sample(root / "files", users=1500, days=300, seed=3)
-    ws = make_workspace(root / "ws")
-    for path, kind in ((files.items, "items"), (files.users, "users"), (files.events, "events")):
-        import_file(ws, path, kind)  # type: ignore[arg-type]
+    ws = imported_shop(tmp_path_factory.mktemp("model-shop"), users=1500, days=300, seed=3)
     yield ws
     ws.close()
 

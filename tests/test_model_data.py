@@ -434,3 +434,27 @@ def monkeypatch_fits() -> Iterator[list[tuple[set[Any], int]]]:
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(OutcomeClassifier, "fit", spy)  # the class train_outcome clones
         yield calls
+
+
+def test_a_baseline_that_cannot_be_fitted_is_left_out_and_the_report_still_renders(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """BG/NBD may not converge on the few customers of an early cutoff: the model still trains."""
+    from tenure.errors import ConvergenceError
+    from tenure.models import baselines
+    from tenure.models.charts import LABELS
+    from tenure.models.outcomes import BGNBD, MODEL, RFM_LOGISTIC
+    from tenure.models.report import _metrics_table, _rolling_table
+
+    start = datetime(2025, 1, 1, tzinfo=UTC)
+    frames = {start + timedelta(days=d): example_frame(np.random.default_rng(d), 150) for d in (0, 30, 60)}
+
+    def fail(self: Any, features: pd.DataFrame, ordered: Any) -> Any:
+        raise ConvergenceError("maximum likelihood did not converge: ABNORMAL")
+
+    monkeypatch.setattr(baselines.BuyTillYouDieBaseline, "fit", fail)
+    trained = train_outcome(frames, Outcome("churn", 30), classifier=OutcomeClassifier(n_estimators=10))
+    for backtest in trained.backtests:
+        assert set(backtest.metrics) == {MODEL, RFM_LOGISTIC} and BGNBD not in backtest.predictions
+    table = _metrics_table(trained.headline.metrics, [MODEL, RFM_LOGISTIC])
+    assert [row[0].text for row in table.rows] == [LABELS[MODEL], LABELS[RFM_LOGISTIC]]
+    assert all(row[-1].text == "–" for row in _rolling_table(trained).rows)

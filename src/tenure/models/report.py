@@ -160,9 +160,8 @@ def _predicts(params: dict[str, Any]) -> str:
 
 def _metrics_table(backtest: dict[str, dict[str, float]], compared: list[str]) -> Table:
     """Models as rows, metrics as columns; the best contender per column is marked (the oracle is a ceiling)."""
-    best = {
-        key: (max if higher else min)(backtest[m][key] for m in CONTENDERS) for key, _, higher in METRICS
-    }
+    contenders = [m for m in CONTENDERS if m in backtest]
+    best = {key: (max if higher else min)(backtest[m][key] for m in contenders) for key, _, higher in METRICS}
     rows = [
         [Cell(LABELS[m])] + [_metric_cell(key, backtest[m][key], m in CONTENDERS and backtest[m][key] == best[key])
                              for key, *_ in METRICS]
@@ -177,8 +176,10 @@ def _metrics_table(backtest: dict[str, dict[str, float]], compared: list[str]) -
     )
     if ORACLE in backtest:
         note += (
-            f" The oracle is the sample generator's own truth, the best any model could do, shown for scale "
-            f"(it knows {backtest[ORACLE]['coverage']:.0%} of these people)."
+            f" The oracle is the sample generator's truth: the probability given each person's true purchase rate "
+            f"and dropout probability and their order history (it knows {backtest[ORACLE]['coverage']:.0%} of these "
+            "people). It shows the gap to the best a model of orders alone could do; a model that also reads "
+            "browsing can beat it."
         )
     return Table("metrics", "Model against baselines", note, ["Model"] + [title for _, title, _ in METRICS], rows)
 
@@ -186,7 +187,7 @@ def _metrics_table(backtest: dict[str, dict[str, float]], compared: list[str]) -
 def _rolling_table(fitted: TrainedOutcome) -> Table:
     rows = [
         [Cell(_day(b.cutoff)), Cell(str(len(b.train_cutoffs)))]
-        + [Cell(_three(b.metrics[m]["roc_auc"])) for m in CONTENDERS]
+        + [Cell(_three(b.metrics[m]["roc_auc"]) if m in b.metrics else "–") for m in CONTENDERS]
         for b in fitted.backtests
     ]
     return Table(
