@@ -9,7 +9,10 @@ Money is in the unit of ``monetary_value`` (dollars for CDNOW).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 from scipy import special
 from sklearn.base import BaseEstimator
@@ -52,18 +55,18 @@ class GammaGamma(BaseEstimator):  # type: ignore[misc]
         repeat = frequency > 0
         if repeat.sum() < MIN_CUSTOMERS:
             raise ValidationError("frequency", f"too few repeat buyers to fit (need at least {MIN_CUSTOMERS})")
-        x, m, w = collapse(np.ones(int(repeat.sum())), frequency[repeat], money[repeat])
-        total = float(w.sum())
+        rows = SpendRows.build(*collapse(np.ones(int(repeat.sum())), frequency[repeat], money[repeat]))
+        total = float(rows.w.sum())
 
         def objective(log_params: np.ndarray) -> tuple[float, np.ndarray]:
             params = np.exp(log_params)
-            ll, grad = loglik_and_grad(params, x, m, w)
+            ll, grad = rows_loglik_and_grad(params, rows)
             value = -ll / total + self.penalizer * float(np.sum(params**2))
             return value, (-grad / total + 2.0 * self.penalizer * params) * params
 
         p, q, v = fit_log_parameters(objective, np.zeros(3), tol=self.tol, max_iter=self.max_iter)
         self.p_, self.q_, self.v_ = p, q, v
-        self.log_likelihood_ = float(loglik_and_grad(np.array([p, q, v]), x, m, w)[0])
+        self.log_likelihood_ = rows_loglik_and_grad(np.array([p, q, v]), rows)[0]
         self.n_customers_ = int(round(total))
         return self
 
@@ -118,30 +121,55 @@ class GammaGamma(BaseEstimator):  # type: ignore[misc]
         return self.p_, self.q_, self.v_
 
 
+@dataclass(frozen=True, slots=True)
+class SpendRows:
+    """Weighted (x, m) rows with what does not depend on the parameters computed once."""
+
+    x: FloatArray
+    m: FloatArray
+    w: FloatArray
+    ux: FloatArray  # distinct frequencies
+    wx: FloatArray  # Σ w per distinct x
+    wx_log_m: FloatArray  # Σ w ln m per distinct x
+    w_log_m: float  # Σ w ln m
+    index: npt.NDArray[np.intp]
+
+    @classmethod
+    def build(cls, x: FloatArray, m: FloatArray, w: FloatArray) -> SpendRows:
+        ux, ix = np.unique(x, return_inverse=True)
+        ix = ix.ravel()
+        log_m = np.log(m)
+        wx = np.bincount(ix, w, minlength=len(ux)).astype(np.float64)
+        wx_log_m = np.bincount(ix, w * log_m, minlength=len(ux)).astype(np.float64)
+        return cls(x, m, w, ux, wx, wx_log_m, float(np.dot(w, log_m)), ix)
+
+
 def loglik_and_grad(params: FloatArray, x: FloatArray, m: FloatArray, w: FloatArray) -> tuple[float, FloatArray]:
     """Weighted log-likelihood of mean spends ``m`` over ``x`` transactions, and its gradient in (p, q, γ).
 
     The mean of x Gamma(p, ν) values is Gamma(px, νx); integrating ν ~ Gamma(q, γ) gives
     log L = lnΓ(px+q) − lnΓ(px) − lnΓ(q) + q ln γ + (px−1) ln m + px ln x − (px+q) ln(γ + mx).
     """
+    return rows_loglik_and_grad(params, SpendRows.build(x, m, w))
+
+
+def rows_loglik_and_grad(params: FloatArray, rows: SpendRows) -> tuple[float, FloatArray]:
+    """``loglik_and_grad`` on prepared rows: terms in x alone are evaluated once per distinct x."""
     p, q, v = (float(t) for t in params)
-    ux, ix = np.unique(x, return_inverse=True)  # terms in x alone are evaluated once per distinct x
-    ix = ix.ravel()
-    wx = np.bincount(ix, w, minlength=len(ux))
+    ux, wx, w = rows.ux, rows.wx, rows.w
     pux = p * ux
-    log_m, log_mx = np.log(m), np.log(v + m * x)
-    wx_log_m = np.bincount(ix, w * log_m, minlength=len(ux))  # Σ w ln m per distinct x
-    wx_log_mx = np.bincount(ix, w * log_mx, minlength=len(ux))
+    log_mx = np.log(v + rows.m * rows.x)
+    wx_log_mx = np.bincount(rows.index, w * log_mx, minlength=len(ux))
     gl, dg = special.gammaln(pux + q), special.digamma(pux + q)
     ll = (
         np.dot(wx, gl - special.gammaln(pux) - special.gammaln(q) + q * np.log(v) + pux * np.log(ux))
-        + np.dot(pux, wx_log_m) - np.dot(w, log_m) - np.dot(pux + q, wx_log_mx)
+        + np.dot(pux, rows.wx_log_m) - rows.w_log_m - np.dot(pux + q, wx_log_mx)
     )
     grad = np.array(
         [
-            np.dot(ux, wx * (dg - special.digamma(pux) + np.log(ux)) + wx_log_m - wx_log_mx),
+            np.dot(ux, wx * (dg - special.digamma(pux) + np.log(ux)) + rows.wx_log_m - wx_log_mx),
             np.dot(wx, dg - special.digamma(q) + np.log(v)) - w.dot(log_mx),
-            q / v * w.sum() - np.dot(w, (p * x + q) / (v + m * x)),
+            q / v * w.sum() - np.dot(w, (p * rows.x + q) / (v + rows.m * rows.x)),
         ]
     )
     return float(ll), grad
