@@ -238,6 +238,10 @@ def test_estimator_conventions_and_weights(cdnow_summary: pd.DataFrame, cdnow_mo
     with pytest.raises(NotFittedError):
         GammaGamma().conditional_expected_average_profit(cdnow_summary)
     assert clone(BetaGeo(penalizer=0.1)).get_params() == {"penalizer": 0.1, "tol": 1e-8, "max_iter": 1000}
+    np.testing.assert_array_equal(cdnow_model.predict(cdnow_summary, t=39.0),
+                                  cdnow_model.conditional_expected_purchases(39.0, cdnow_summary))
+    with pytest.raises(NotFittedError):
+        GammaGamma().predict(cdnow_summary)
     collapsed = cdnow_summary.groupby(["frequency", "recency", "T"], as_index=False).size()
     weighted = BetaGeo().fit(collapsed.rename(columns={"size": "weights"}))
     assert len(collapsed) < len(cdnow_summary)

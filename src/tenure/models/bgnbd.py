@@ -82,6 +82,10 @@ class BetaGeo(BaseEstimator):  # type: ignore[misc]
         self.n_customers_ = int(round(total))
         return self
 
+    def predict(self, summary: pd.DataFrame, *, t: float = 1.0) -> FloatArray:
+        """scikit-learn's ``predict``: expected repeat purchases in the next ``t`` time units."""
+        return self.conditional_expected_purchases(t, summary)
+
     def p_alive(self, summary: pd.DataFrame) -> FloatArray:
         """Probability that each customer is still alive at ``T``."""
         d = self._check(summary)

@@ -70,6 +70,10 @@ class GammaGamma(BaseEstimator):  # type: ignore[misc]
         self.n_customers_ = int(round(total))
         return self
 
+    def predict(self, summary: pd.DataFrame) -> FloatArray:
+        """scikit-learn's ``predict``: each customer's expected spend per future transaction."""
+        return self.conditional_expected_average_profit(summary)
+
     def conditional_expected_average_profit(self, summary: pd.DataFrame) -> FloatArray:
         """Expected value of each customer's future transactions, given their repeat spends.
 
