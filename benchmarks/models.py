@@ -48,7 +48,7 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def bench(ws: Workspace) -> dict[str, Any]:
+def bench(ws: Workspace, console: Console) -> dict[str, Any]:
     results: dict[str, Any] = {}
     for name in MODELS:
         marks: dict[str, float] = {}
@@ -72,6 +72,9 @@ def bench(ws: Workspace) -> dict[str, Any]:
             "headline": info.metrics["headline"],
             "peak_rss_mb": peak_rss_mb(),
         }
+        r = results[name]
+        console.print(f"{name}: trained in {r['train_seconds']:.1f} s ({r['examples_seconds']:.1f} s examples), "
+                      f"scored {r['scored']:,} in {r['score_seconds']:.1f} s; {r['headline']}")
     return results
 
 
@@ -91,7 +94,7 @@ def main() -> None:
                       f"(generated in {info['generate_seconds']:.0f} s, imported in {info['import_seconds']:.0f} s)")
         with Workspace(folder / "ws") as ws:
             people = len(ws.features())
-            results = {"shop": info | {"people": people}, "models": bench(ws)}
+            results = {"shop": info | {"people": people}, "models": bench(ws, console)}
     table = Table(title=f"models on {people:,} people, {info['events']:,} events")
     for column in ("model", "examples", "build examples s", "fit s", "train s", "score s", "scored", "peak RSS MB"):
         table.add_column(column, justify="left" if column == "model" else "right")
@@ -99,8 +102,6 @@ def main() -> None:
         table.add_row(name, f"{r['examples']:,}", f"{r['examples_seconds']:.1f}", f"{r['fit_seconds']:.1f}",
                       f"{r['train_seconds']:.1f}", f"{r['score_seconds']:.1f}", f"{r['scored']:,}", f"{r['peak_rss_mb']:.0f}")
     console.print(table)
-    for name, r in results["models"].items():
-        console.print(f"{name}: {r['headline']}")
     if args.json:
         args.json.write_text(json.dumps(results, indent=1, default=str))
 

@@ -246,7 +246,7 @@ def test_predict_rejects_bad_input(fitted: OutcomeClassifier) -> None:
 
 def test_scikit_learn_conventions(fitted: OutcomeClassifier) -> None:
     params: dict[str, Any] = {"n_estimators": 7, "learning_rate": 0.2, "num_leaves": 5, "min_child_samples": 3,
-              "calibration": "sigmoid", "folds": 2, "n_jobs": 1, "random_state": 9}
+              "calibration": "sigmoid", "folds": 2, "rows_per_tree": 1000, "n_jobs": 1, "random_state": 9}
     model = OutcomeClassifier(**params)
     assert model.get_params() == params
     copy = clone(fitted)
@@ -256,3 +256,12 @@ def test_scikit_learn_conventions(fitted: OutcomeClassifier) -> None:
     assert model.fit(X, y) is model and model.get_params() == params
     with pytest.raises(TypeError):
         OutcomeClassifier(300)  # type: ignore[call-arg]  # hyperparameters are keyword-only
+
+
+def test_big_training_sets_grow_each_tree_on_a_sample() -> None:
+    X, y, _ = draw(300, seed=8)
+    sampled = OutcomeClassifier(n_estimators=5, rows_per_tree=100).fit(X, y).booster_.get_params()
+    assert sampled["subsample"] == pytest.approx(100 / 300) and sampled["subsample_freq"] == 1
+    assert sampled["n_jobs"] == 1  # automatic threads: one on small data
+    whole = OutcomeClassifier(n_estimators=5).fit(X, y).booster_.get_params()
+    assert whole["subsample"] == 1.0 and whole["subsample_freq"] == 0

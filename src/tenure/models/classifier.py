@@ -12,6 +12,7 @@ person's top reasons.
 
 from __future__ import annotations
 
+import os
 from typing import Any, Literal
 
 import lightgbm
@@ -28,13 +29,17 @@ from tenure.errors import NotFittedError, ValidationError
 Calibration = Literal["sigmoid", "isotonic"]
 MIN_EXAMPLES = 50
 MIN_PER_CLASS = 10
+PARALLEL_FROM = 100_000  # training rows from which LightGBM gets every core
 
 
 class OutcomeClassifier(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
     """LightGBM on a DataFrame of numeric and categorical features, calibrated.
 
-    ``fit(X, y, groups=cutoffs)``; ``predict_proba(X)``; ``reasons(X)``. One thread by default:
-    on small tables LightGBM's threads cost more than they save, badly so on a busy machine. Categorical columns
+    ``fit(X, y, groups=cutoffs)``; ``predict_proba(X)``; ``reasons(X)``. Threads (``n_jobs=None``)
+    are chosen by size: one below ``PARALLEL_FROM`` rows, where LightGBM's threads cost more than
+    they save (badly so on a busy machine), all cores above. Above ``rows_per_tree`` rows each
+    tree is grown on a random sample of about that many (bagging), so the cost of a tree stops
+    growing with the population. Categorical columns
     (pandas ``object``/``string``/``category``) are encoded with the levels seen in training;
     unseen levels become missing. NaN means missing; infinities are refused.
     """
@@ -48,7 +53,8 @@ class OutcomeClassifier(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
         min_child_samples: int = 20,
         calibration: Calibration = "sigmoid",
         folds: int = 3,
-        n_jobs: int = 1,
+        rows_per_tree: int = 100_000,
+        n_jobs: int | None = None,
         random_state: int = 0,
     ) -> None:
         self.n_estimators = n_estimators
@@ -57,6 +63,7 @@ class OutcomeClassifier(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
         self.min_child_samples = min_child_samples
         self.calibration = calibration
         self.folds = folds
+        self.rows_per_tree = rows_per_tree
         self.n_jobs = n_jobs
         self.random_state = random_state
 
@@ -70,7 +77,7 @@ class OutcomeClassifier(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
         self.classes_ = np.array([0, 1])
         margins = self._out_of_fold_margins(matrix, labels, groups)
         self.calibrator_ = _fit_calibrator(self.calibration, margins, labels)
-        self.booster_ = self._booster().fit(matrix, labels)
+        self.booster_ = self._booster(len(labels)).fit(matrix, labels)
         gain = self.booster_.booster_.feature_importance(importance_type="gain")
         self.feature_importances_ = gain / gain.sum() if gain.sum() > 0 else gain
         return self
@@ -106,21 +113,25 @@ class OutcomeClassifier(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
         return frame.sort_values("gain_share", ascending=False, ignore_index=True)
 
     # -- internals ------------------------------------------------------------------------
-    def _booster(self) -> lightgbm.LGBMClassifier:
+    def _booster(self, rows: int) -> lightgbm.LGBMClassifier:
+        sample = min(1.0, self.rows_per_tree / rows)
+        threads = self.n_jobs if self.n_jobs is not None else (1 if rows < PARALLEL_FROM else os.cpu_count() or 1)
         return lightgbm.LGBMClassifier(
             n_estimators=self.n_estimators,
             learning_rate=self.learning_rate,
             num_leaves=self.num_leaves,
             min_child_samples=self.min_child_samples,
+            subsample=sample,
+            subsample_freq=1 if sample < 1.0 else 0,
             random_state=self.random_state,
-            n_jobs=self.n_jobs,
+            n_jobs=threads,
             verbose=-1,
         )
 
     def _out_of_fold_margins(self, matrix: pd.DataFrame, labels: NDArray[np.int64], groups: Any) -> NDArray[np.float64]:
         margins = np.empty(len(labels))
         for train, held in self._splits(labels, groups):
-            booster = self._booster().fit(matrix.iloc[train], labels[train])
+            booster = self._booster(len(train)).fit(matrix.iloc[train], labels[train])
             margins[held] = booster.predict(matrix.iloc[held], raw_score=True)
         return margins
 
