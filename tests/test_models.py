@@ -259,3 +259,11 @@ def test_the_profile_shows_the_scores_with_their_versions(trained: Workspace) ->
     shown = runner.invoke(app, ["profile", person, "-w", str(trained.settings.root)]).output
     assert f"{profile.scores['churn_risk']['value']:,.3f}" in shown and "(churn-v1)" in shown
     assert profile.scores["churn_reasons"]["value"][0]["feature"] in shown
+
+
+def test_scoring_without_models_does_nothing(tmp_path: Path) -> None:
+    """What serve's schedule does in a fresh workspace: no model, no events, no error."""
+    ws = make_workspace(tmp_path / "ws")
+    assert ws.models.score() == {}
+    with pytest.raises(NotFoundError, match="tenure models train churn"):
+        ws.models.score(["churn"])

@@ -151,6 +151,8 @@ class Models:
         wanted = list(names) if names else [n for n in MODEL_NAMES if self._has_active(n)]
         infos = [self.registry.get(n) for n in wanted]
         counts: dict[str, int] = {}
+        if not infos:
+            return counts
         with self.ws.engine() as engine:
             t = engine.tables()
             _, end = self._window(t, as_of)
