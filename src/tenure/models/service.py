@@ -260,12 +260,12 @@ def _outcome_scores(trained: TrainedOutcome, features: pd.DataFrame) -> tuple[pd
     if trained.outcome.target == "propensity":
         return pd.DataFrame({f"propensity_{trained.outcome.horizon_days}d": probability}, index=people.index), None
     reasons = trained.classifier.reasons(people[list(FEATURES)], top=REASONS)
+    ranks = range(1, REASONS + 1)
+    names = reasons[[f"feature_{k}" for k in ranks]].to_numpy()
+    sizes = reasons[[f"contribution_{k}" for k in ranks]].to_numpy(dtype=np.float64).round(4)
     texts = [
-        json.dumps([{"feature": f, "contribution": round(float(c), 4)} for f, c in pairs])
-        for pairs in zip(
-            *(zip(reasons[f"feature_{k}"], reasons[f"contribution_{k}"], strict=True) for k in range(1, REASONS + 1)),
-            strict=True,
-        )
+        json.dumps([{"feature": f, "contribution": float(c)} for f, c in zip(row_names, row_sizes, strict=True)])
+        for row_names, row_sizes in zip(names, sizes, strict=True)
     ]
     return (
         pd.DataFrame({"churn_risk": probability}, index=people.index),
