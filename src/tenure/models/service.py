@@ -101,7 +101,7 @@ class Models:
             frames = {}
             for k, cutoff in enumerate(chosen):
                 progress(f"examples at {cutoff:%Y-%m-%d}", 0.5 * k / len(chosen))
-                frames[cutoff] = engine.execute(examples(t, outcome, cutoff=cutoff))
+                frames[cutoff] = engine.execute(examples(t, outcome, cutoff=cutoff).order_by("person_id"))
         truth = self._oracle(oracle, chosen[0], outcome.horizon_days) if oracle is not None else None
         progress("backtest and training", 0.5)
         trained = train_outcome(frames, outcome, oracle=truth)
@@ -156,7 +156,11 @@ class Models:
         with self.ws.engine() as engine:
             t = engine.tables()
             _, end = self._window(t, as_of)
-            features = engine.execute(model_features(t, as_of=end)) if any(i.name != "clv" for i in infos) else None
+            features = (
+                engine.execute(model_features(t, as_of=end).order_by("person_id"))
+                if any(i.name != "clv" for i in infos)
+                else None
+            )
             orders = self._orders(engine, t, end) if any(i.name == "clv" for i in infos) else None
         for info in infos:
             fitted = self.registry.load(info)
@@ -209,7 +213,8 @@ class Models:
     def _orders(self, engine: Any, t: LakeTables, end: datetime) -> pd.DataFrame:
         """Orders known at ``end`` as (person_id, local day, net value)."""
         known = orders_as_of(t, as_of=end)
-        frame = engine.execute(known.select("person_id", "timestamp", value=known.net_revenue))
+        ordered = known.order_by(["person_id", "timestamp", "order_id"])  # the same input, the same fit
+        frame = engine.execute(ordered.select("person_id", "timestamp", value=ordered.net_revenue))
         stamps = pd.to_datetime(frame["timestamp"], utc=True).dt.tz_convert(self.ws.settings.timezone)
         return pd.DataFrame(
             {"person_id": frame["person_id"], "day": stamps.dt.tz_localize(None).dt.normalize(), "value": frame["value"]}
