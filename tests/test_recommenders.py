@@ -85,7 +85,7 @@ def fitted(request: pytest.FixtureRequest, data: Planted) -> tuple[str, Recommen
 
 
 def everyone(data: Planted, model: Recommender, **kwargs: object) -> tuple[np.ndarray, np.ndarray]:
-    return model.recommend(np.arange(N_PEOPLE), data.train, **kwargs)  # type: ignore[arg-type]
+    return model.recommend(data.train, **kwargs)  # type: ignore[arg-type]
 
 
 # -- the shared suite -------------------------------------------------------------------------
@@ -118,6 +118,21 @@ def test_seen_items_excluded_by_default_and_included_on_request(fitted: tuple[st
     assert np.array_equal(np.sort(everything, axis=1), np.tile(np.arange(N_ITEMS), (N_PEOPLE, 1)))
 
 
+def test_excluded_items_are_dropped_and_only_they(fitted: tuple[str, Recommender], data: Planted) -> None:
+    """``excluded`` (e.g. purchases) masks its items while the other seen items stay recommendable."""
+    _, model = fitted
+    rng = np.random.default_rng(5)
+    excluded = sparse.csr_matrix(data.train.multiply(rng.random(data.train.shape) < 0.5))
+    indices, _ = everyone(data, model, n=N_ITEMS, exclude_seen=False, excluded=excluded)
+    never = excluded.toarray() > 0
+    valid = indices >= 0
+    assert not never[np.nonzero(valid)[0], indices[valid]].any()
+    assert np.array_equal(valid.sum(axis=1), N_ITEMS - never.sum(axis=1))
+    with pytest.raises(ValidationError) as caught:
+        model.recommend(data.train[[0]], n=3, excluded=excluded)
+    assert caught.value.field == "excluded"
+
+
 def test_allowed_items_filter(fitted: tuple[str, Recommender], data: Planted) -> None:
     _, model = fitted
     allowed = np.zeros(N_ITEMS, dtype=bool)
@@ -134,7 +149,7 @@ def test_padding_when_fewer_items_qualify(fitted: tuple[str, Recommender], data:
     _, model = fitted
     allowed = np.zeros(N_ITEMS, dtype=bool)
     allowed[data.held[0]] = True
-    indices, scores = model.recommend(np.array([0]), data.train[[0]], n=4, allowed_items=allowed)
+    indices, scores = model.recommend(data.train[[0]], n=4, allowed_items=allowed)
     assert indices.tolist() == [[data.held[0], -1, -1, -1]]
     assert np.isfinite(scores[0, 0]) and np.all(np.isneginf(scores[0, 1:]))
     wide, _ = model.similar_items(np.array([0]), n=N_ITEMS + 3)
@@ -165,7 +180,7 @@ def test_fit_is_deterministic(fitted: tuple[str, Recommender], data: Planted) ->
 def test_not_fitted(name: str, data: Planted) -> None:
     model = FACTORIES[name]()
     with pytest.raises(NotFittedError):
-        model.recommend(np.array([0]), data.train[[0]], n=3)
+        model.recommend(data.train[[0]], n=3)
     with pytest.raises(NotFittedError):
         model.similar_items(np.array([0]), n=3)
 
@@ -183,13 +198,10 @@ def test_bad_training_input_names_the_field(name: str, data: Planted) -> None:
 @pytest.mark.parametrize(
     ("call", "field"),
     [
-        (lambda m, d: m.recommend(np.array([0, 1]), d.train[[0]], n=3), "interactions"),
-        (lambda m, d: m.recommend(np.array([0]), d.train[[0], :-1], n=3), "interactions"),
-        (lambda m, d: m.recommend(np.array([0]), d.train[[0]], n=0), "n"),
-        (lambda m, d: m.recommend(np.array([N_PEOPLE]), d.train[[0]], n=3), "rows"),
-        (lambda m, d: m.recommend(np.array([-1]), d.train[[0]], n=3), "rows"),
-        (lambda m, d: m.recommend(np.array([0]), d.train[[0]], n=3, allowed_items=np.ones(3, bool)), "allowed_items"),
-        (lambda m, d: m.recommend(np.array([0]), d.train[[0]], n=3, allowed_items=np.ones(N_ITEMS)), "allowed_items"),
+        (lambda m, d: m.recommend(d.train[[0], :-1], n=3), "interactions"),
+        (lambda m, d: m.recommend(d.train[[0]], n=0), "n"),
+        (lambda m, d: m.recommend(d.train[[0]], n=3, allowed_items=np.ones(3, bool)), "allowed_items"),
+        (lambda m, d: m.recommend(d.train[[0]], n=3, allowed_items=np.ones(N_ITEMS)), "allowed_items"),
         (lambda m, d: m.similar_items(np.array([N_ITEMS]), n=3), "items"),
         (lambda m, d: m.similar_items(np.array([0]), n=-2), "n"),
     ],
@@ -221,7 +233,7 @@ def test_popularity_ranks_by_total_weight() -> None:
     interactions = sparse.csr_matrix(np.array([[5, 0, 1, 0], [0, 2, 1, 0], [1, 0, 0, 0.5]]))
     model = Popularity().fit(interactions)
     np.testing.assert_allclose(model.popularity_, [6, 2, 2, 0.5])
-    indices, _ = model.recommend(np.array([0, 1, 2]), interactions, n=4)
+    indices, _ = model.recommend(interactions, n=4)
     assert indices[0].tolist() == [1, 3, -1, -1]
     assert indices[1].tolist() == [0, 3, -1, -1]
     assert indices[2].tolist() in ([1, 2, -1, -1], [2, 1, -1, -1])
@@ -233,7 +245,7 @@ def test_trending_ranks_by_the_recent_matrix() -> None:
     overall = sparse.csr_matrix(np.array([[9.0, 1, 0], [9, 0, 1]]))
     recent = sparse.csr_matrix(np.array([[0.0, 0, 3], [0, 1, 0]]))
     model = Popularity().fit(overall, recent=recent)
-    indices, _ = model.recommend(np.array([0]), sparse.csr_matrix((1, 3)), n=3)
+    indices, _ = model.recommend(sparse.csr_matrix((1, 3)), n=3)
     assert indices[0].tolist() == [2, 1, 0]
     with pytest.raises(ValidationError, match="recent"):
         Popularity().fit(overall, recent=recent[:, :2])
@@ -245,7 +257,7 @@ def test_popularity_by_category_prefers_the_persons_categories() -> None:
     features = pd.DataFrame({"category": ["a", "a", "b", "b", "b"]})
     model = Popularity(by_category=True).fit(interactions, item_features=features)
     fan_of_a = sparse.csr_matrix(np.array([[1.0, 0, 0, 0, 0]]))
-    indices, scores = model.recommend(np.array([0]), fan_of_a, n=4)
+    indices, scores = model.recommend(fan_of_a, n=4)
     assert indices[0].tolist() == [1, 2, 3, 4]
     np.testing.assert_allclose(scores[0], [1 + 2 / 10, 1.0, 0.9, 0.8])
     with pytest.raises(ValidationError) as caught:
@@ -264,7 +276,7 @@ def test_neighbours_keep_the_k_largest_cosines(data: Planted) -> None:
     kept = np.sort(top3, axis=1)[:, -3:]
     np.testing.assert_allclose(kept, np.sort(reference, axis=1)[:, -3:], atol=1e-12)
     person = data.train[[5]]
-    scores = full._person_scores(np.array([5]), person)
+    scores = full._person_scores(person)
     np.testing.assert_allclose(scores[0], reference @ person.toarray()[0], atol=1e-12)
 
 
@@ -278,12 +290,22 @@ def test_content_cosine_is_the_weighted_share_of_matching_attributes() -> None:
     assert caught.value.field == "item_features"
 
 
-def test_als_scores_are_factor_dot_products(data: Planted) -> None:
+def test_als_folds_people_in_by_exact_least_squares(data: Planted) -> None:
+    """Scores use factors solved from the given rows: (YᵀCY + λI) x = YᵀC p, with confidence C = alpha·w."""
     model = FACTORIES["als"]().fit(data.train)
     assert isinstance(model, ALS)
     assert model.user_factors_.shape == (N_PEOPLE, 8) and model.item_factors_.shape == (N_ITEMS, 8)
-    _, scores = model.recommend(np.array([3]), data.train[[3]], n=1, exclude_seen=False)
-    assert scores[0, 0] == pytest.approx(np.max(model.user_factors_[3] @ model.item_factors_.T))
+    y = model.item_factors_
+    row = data.train[[3]].toarray().ravel() * model.alpha
+    seen = row > 0
+    gram = y.T @ y + model.regularization * np.eye(8) + (y[seen].T * (row[seen] - 1)) @ y[seen]
+    expected = np.linalg.solve(gram, y[seen].T @ row[seen]) @ y.T
+    _, scores = model.recommend(data.train[[3]], n=1, exclude_seen=False)
+    assert scores[0, 0] == pytest.approx(expected.max(), rel=1e-4)
+    # a row the model never saw (a new person) is scored from that row alone
+    fresh = sparse.csr_matrix(data.train[[3]].toarray())
+    _, again = model.recommend(fresh, n=1, exclude_seen=False)
+    assert again[0, 0] == pytest.approx(scores[0, 0], rel=1e-5)
 
 
 # -- the hybrid chooses the informative component ---------------------------------------------

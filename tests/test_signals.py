@@ -315,7 +315,7 @@ def test_sample_shop_matrix_feeds_a_recommender(sample_shop: Workspace) -> None:
     assert m.matrix.nnz == len(frame) and m.matrix.sum() == pytest.approx(frame.weight.sum(), rel=1e-12)
     assert (frame.purchases > 0).any() and (frame.carts > 0).any() and frame.rating.notna().any()
     rows = m.row_of(m.people[:3])
-    top, _ = Popularity().fit(m.matrix).recommend(rows, m.matrix[rows], n=5)
+    top, _ = Popularity().fit(m.matrix).recommend(m.matrix[rows], n=5)
     assert top.shape == (3, 5)
 
 

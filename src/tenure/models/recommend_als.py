@@ -5,8 +5,10 @@ Each weight ``w`` becomes a confidence ``1 + alpha * w`` that the person likes t
 and items get ``factors``-dimensional vectors whose dot product predicts the preference.
 Training runs in ``implicit``'s native CPU code with BLAS held to one thread (``implicit`` warns
 and slows down when BLAS threads compete with its own). Scores are plain dot products of the
-fitted factors, so ``recommend`` scores the people as they were at ``fit``; ``interactions``
-there only says what to exclude. ``similar_items`` is the cosine of item factors.
+person's factors and the item factors. ``recommend`` recomputes each person's factors from
+the rows it is given (``implicit``'s exact least-squares fold-in against the fitted item
+factors), so people who arrived or acted after ``fit`` are scored on what they did, without a
+refit. ``similar_items`` is the cosine of item factors.
 """
 
 from __future__ import annotations
@@ -44,6 +46,8 @@ class ALS(Recommender):
     ----------
     user_factors_ : ndarray [people, factors]
     item_factors_ : ndarray [items, factors]
+    model_ : implicit.cpu.als.AlternatingLeastSquares
+        The fitted ``implicit`` model, which folds in people at ``recommend``.
     """
 
     def __init__(
@@ -80,11 +84,15 @@ class ALS(Recommender):
                 random_state=self.random_state,
             )
             model.fit(interactions.astype(np.float32), show_progress=False)
+        self.model_ = model
         self.user_factors_ = np.asarray(model.user_factors, dtype=np.float64)
         self.item_factors_ = np.asarray(model.item_factors, dtype=np.float64)
 
-    def _person_scores(self, people: IntArray, interactions: sparse.csr_matrix) -> FloatArray:
-        return np.asarray(self.user_factors_[people] @ self.item_factors_.T)
+    def _person_scores(self, interactions: sparse.csr_matrix) -> FloatArray:
+        rows = interactions.astype(np.float32)
+        with threadpool_limits(limits=1, user_api="blas"):
+            factors = self.model_.recalculate_user(np.arange(rows.shape[0]), rows)
+        return np.asarray(factors, dtype=np.float64) @ self.item_factors_.T
 
     def _item_scores(self, items: IntArray) -> FloatArray:
         unit = normalize(self.item_factors_)

@@ -83,7 +83,7 @@ class ContentBased(Recommender):
             return _one_hot(_price_bands(column, self.price_bands))
         return _one_hot(pd.Series(pd.factorize(column.astype("string"))[0]))
 
-    def _person_scores(self, people: IntArray, interactions: sparse.csr_matrix) -> FloatArray:
+    def _person_scores(self, interactions: sparse.csr_matrix) -> FloatArray:
         profiles = normalize(interactions @ self.item_vectors_)
         return np.asarray((profiles @ self.item_vectors_.T).toarray())
 

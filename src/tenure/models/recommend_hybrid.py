@@ -74,7 +74,7 @@ class Hybrid(Recommender):
             raise ValidationError("interactions", "no person has two items to withhold one for validation")
         seen = train[people].nonzero()
         scores = [
-            row_minmax(_fit(component, train, item_features)._person_scores(people, train[people]))
+            row_minmax(_fit(component, train, item_features)._person_scores(train[people]))
             for component in self.components
         ]
         ndcg = np.array([_withheld_ndcg(_blend(scores, w), seen, held, self.k) for w in grid])
@@ -83,8 +83,8 @@ class Hybrid(Recommender):
         self.validation_ndcg_ = float(ndcg[best])
         self.components_ = [_fit(component, interactions, item_features) for component in self.components]
 
-    def _person_scores(self, people: IntArray, interactions: sparse.csr_matrix) -> FloatArray:
-        parts = [row_minmax(m._person_scores(people, interactions)) for m in self.components_]
+    def _person_scores(self, interactions: sparse.csr_matrix) -> FloatArray:
+        parts = [row_minmax(m._person_scores(interactions)) for m in self.components_]
         return _blend(parts, self.weights_)
 
     def _item_scores(self, items: IntArray) -> FloatArray:

@@ -48,7 +48,7 @@ class ItemNeighbours(Recommender):
             blocks.append(_keep_top(dense, keep))
         self.similarity_ = sparse.vstack(blocks, format="csr")
 
-    def _person_scores(self, people: IntArray, interactions: sparse.csr_matrix) -> FloatArray:
+    def _person_scores(self, interactions: sparse.csr_matrix) -> FloatArray:
         return np.asarray((interactions @ self.similarity_.T).toarray())
 
     def _item_scores(self, items: IntArray) -> FloatArray:

@@ -49,10 +49,10 @@ class Popularity(Recommender):
         top = self.popularity_.max()
         return self.popularity_ / top if top > 0 else np.zeros_like(self.popularity_)
 
-    def _person_scores(self, people: IntArray, interactions: sparse.csr_matrix) -> FloatArray:
+    def _person_scores(self, interactions: sparse.csr_matrix) -> FloatArray:
         relative = self._relative()
         if self.categories_ is None:
-            return np.tile(relative, (len(people), 1))
+            return np.tile(relative, (interactions.shape[0], 1))
         per_category = _one_hot(self.categories_)
         weight = np.asarray((interactions @ per_category).todense())
         total = weight.sum(axis=1, keepdims=True)

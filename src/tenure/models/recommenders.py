@@ -7,8 +7,9 @@ are padded with index ``-1`` and score ``-inf``. Subclasses only say how to scor
 (``_fit``, ``_person_scores``, ``_item_scores``), so the behaviour suite holds for all of them.
 
 ``interactions`` is a people × items ``scipy.sparse`` matrix of non-negative weights (views,
-carts and purchases already weighted and decayed by the caller). In ``recommend`` it holds the
-current rows of exactly the people asked for, in the same order, as in ``implicit``.
+carts and purchases already weighted and decayed by the caller). In ``recommend`` its rows are
+the people to recommend for, as they are now: every model scores a person from their row alone,
+so people who arrived or acted after ``fit`` need no refit.
 """
 
 from __future__ import annotations
@@ -41,30 +42,35 @@ class Recommender(BaseEstimator):  # type: ignore[misc]
 
     def recommend(
         self,
-        rows: npt.ArrayLike,
         interactions: Any,
         *,
         n: int,
         exclude_seen: bool = True,
+        excluded: Any = None,
         allowed_items: npt.ArrayLike | None = None,
     ) -> tuple[IntArray, FloatArray]:
-        """Top ``n`` items for each person in ``rows``: (indices [len(rows), n], scores), best first."""
+        """Top ``n`` items for each row of ``interactions``: (indices [rows, n], scores), best first.
+
+        ``exclude_seen`` drops every item in the person's ``interactions``; ``excluded`` (same
+        shape, non-zero = never) drops only those, e.g. the purchased items when views may repeat.
+        """
         self._check_fitted()
-        people = _indices(rows, self.n_people_, "rows")
         check_n(n)
         current = check_interactions(interactions)
-        if current.shape != (len(people), self.n_items_):
-            raise ValidationError(
-                "interactions",
-                f"expected shape {(len(people), self.n_items_)} (one row per person), got {current.shape}",
-            )
+        if current.shape[1] != self.n_items_:
+            raise ValidationError("interactions", f"expected {self.n_items_} columns (one per item), got {current.shape[1]}")
         allowed = self._allowed(allowed_items)
+        never = None if excluded is None else check_interactions(excluded, "excluded")
+        if never is not None and never.shape != current.shape:
+            raise ValidationError("excluded", f"expected shape {current.shape}, got {never.shape}")
         chunks = []
-        for start in range(0, len(people), BATCH):
+        for start in range(0, current.shape[0], BATCH):
             block = slice(start, start + BATCH)
-            scores = self._person_scores(people[block], current[block])
+            scores = self._person_scores(current[block])
             if exclude_seen:
                 scores[current[block].nonzero()] = -np.inf
+            if never is not None:
+                scores[never[block].nonzero()] = -np.inf
             if allowed is not None:
                 scores[:, ~allowed] = -np.inf
             chunks.append(top_n(scores, n))
@@ -87,7 +93,7 @@ class Recommender(BaseEstimator):  # type: ignore[misc]
     def _fit(self, interactions: sparse.csr_matrix, item_features: pd.DataFrame | None) -> None:
         raise NotImplementedError
 
-    def _person_scores(self, people: IntArray, interactions: sparse.csr_matrix) -> FloatArray:
+    def _person_scores(self, interactions: sparse.csr_matrix) -> FloatArray:
         """Dense scores [len(people), items]; a fresh array the caller may overwrite."""
         raise NotImplementedError
 
