@@ -14,7 +14,8 @@ from tenure.config import Settings, default_settings_text, load_settings
 def test_the_written_file_documents_every_setting_with_its_default(tmp_path: Path) -> None:
     doc = tomllib.loads(default_settings_text())
     assert set(doc) == {
-        "state", "lake", "engine", "analytics", "lifecycle", "rfm", "segments", "models", "collector", "currency"
+        "state", "lake", "engine", "analytics", "lifecycle", "rfm", "segments", "models", "recommendations", "collector",
+        "currency",
     }
     Workspace.init(tmp_path).close()
     settings = load_settings(tmp_path, environ={})
@@ -30,6 +31,7 @@ def test_the_written_file_documents_every_setting_with_its_default(tmp_path: Pat
         doc["segments"]["live"], doc["segments"]["refresh_minutes"]) == (defaults.segments_live,
                                                                          defaults.segments_refresh_minutes)
     assert settings.models == defaults.models
+    assert settings.recommendations == defaults.recommendations
     assert {f: getattr(settings.models, f) for f in doc["models"]} == doc["models"]
     assert (tmp_path / "state.db").exists() and (tmp_path / "lake").is_dir()
 

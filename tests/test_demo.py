@@ -114,3 +114,19 @@ def test_the_demo_trains_every_model_and_prints_it_next_to_the_baselines(demo: P
         scored = ws.models.score_table().groupby("name")["person_id"].nunique()
         customers = (ws.features()["orders"] > 0).sum()
     assert scored["churn_risk"] == scored["clv_365d"] == customers
+
+
+def test_the_demo_prints_the_recommenders_against_popularity(demo: Path) -> None:
+    """The printed table is the registry's test window; the chosen one is starred and beats popularity."""
+    output = (demo.parent / "demo-output.txt").read_text()
+    table = output.partition("recommendations: algorithms vs popularity")[2].partition("└")[0]
+    printed = {c[1].strip(): float(c[3]) for c in (line.split("│") for line in table.splitlines())
+               if len(c) > 3 and c[3].strip()}
+    with Workspace(demo) as ws:
+        evaluation = ws.models.comparison("recommendations")
+        test = evaluation[evaluation["window"] == "test"]
+        chosen = str(test.loc[test["chosen"], "algorithm"].iloc[0])
+        expected = zip(test["algorithm"], test["ndcg"], strict=True)
+        assert printed == {f"{a} *" if a == chosen else a: round(v, 2) for a, v in expected}
+        assert printed[f"{chosen} *"] > printed["popularity"]
+        assert "recommended for" in output and "also liked" in output

@@ -244,11 +244,13 @@ def test_popularity_ranks_by_total_weight() -> None:
 def test_trending_ranks_by_the_recent_matrix() -> None:
     overall = sparse.csr_matrix(np.array([[9.0, 1, 0], [9, 0, 1]]))
     recent = sparse.csr_matrix(np.array([[0.0, 0, 3], [0, 1, 0]]))
-    model = Popularity().fit(overall, recent=recent)
+    model = Popularity(trending=True).fit(overall, recent=recent)
     indices, _ = model.recommend(sparse.csr_matrix((1, 3)), n=3)
     assert indices[0].tolist() == [2, 1, 0]
     with pytest.raises(ValidationError, match="recent"):
-        Popularity().fit(overall, recent=recent[:, :2])
+        Popularity(trending=True).fit(overall, recent=recent[:, :2])
+    with pytest.raises(ValidationError, match="recent"):
+        Popularity(trending=True).fit(overall)
 
 
 def test_popularity_by_category_prefers_the_persons_categories() -> None:

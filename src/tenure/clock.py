@@ -7,6 +7,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 
+def as_utc(value: datetime) -> datetime:
+    """A datetime read from the state DB, made aware: SQLite hands back naive ones, and state stores UTC."""
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
 class Clock(Protocol):
     def now(self) -> datetime:
         """Current time, timezone-aware UTC."""

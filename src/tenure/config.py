@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
 import os
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
+from datetime import timedelta
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -44,6 +46,34 @@ class ModelSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class RecommendationSettings:
+    """How recommendations are trained, filtered and served (``[recommendations]``)."""
+
+    top_n: int = 10  # items stored per person
+    k: int = 10  # the cut-off of the evaluation metrics (NDCG@k chooses the algorithm)
+    test_days: int = 30  # each of the validation and test windows
+    trending_days: float = 14.0  # "trending" ranks by the interactions of these last days
+    view_weight: float = 1.0
+    cart_weight: float = 3.0
+    purchase_weight: float = 5.0
+    rating_weight: float = 2.0
+    half_life_days: float = 0.0  # 0: no time decay of signals
+    als_factors: int = 64
+    als_regularization: float = 10.0  # tuned on the sample shop; implicit's 0.01 overfits small shops
+    als_iterations: int = 15
+    exclude_purchased: bool = True  # False for consumables, which people buy again
+    in_stock_only: bool = True
+    allowed_categories: tuple[str, ...] = ()  # empty: every category
+    realtime_minutes: float = 30.0  # how far back the real-time blend reads a person's events
+    live_weight: float = 0.5  # share of the real-time part in the blended score
+
+    @property
+    def retention(self) -> timedelta:
+        """How long recent product events are kept: twice the real-time window, at least an hour."""
+        return max(2 * timedelta(minutes=self.realtime_minutes), timedelta(hours=1))
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     """Everything a workspace is configured by; paths are absolute."""
 
@@ -59,6 +89,7 @@ class Settings:
     segments_live: bool = True
     segments_refresh_minutes: float = 15.0
     models: ModelSettings = field(default_factory=ModelSettings)
+    recommendations: RecommendationSettings = field(default_factory=RecommendationSettings)
     collector_host: str = "127.0.0.1"
     collector_port: int = 8088
     max_future_seconds: int = 86400
@@ -110,6 +141,7 @@ def load_settings(root: Path, environ: Mapping[str, str] | None = None) -> Setti
         segments_live=reader.get("segments.live", bool, True),
         segments_refresh_minutes=_positive(reader, "segments.refresh_minutes", 15.0),
         models=_models(reader),
+        recommendations=_recommendations(reader),
         collector_host=reader.get("collector.host", str, "127.0.0.1"),
         collector_port=reader.get("collector.port", int, 8088),
         max_future_seconds=reader.get("collector.max_future_seconds", int, 86400),
@@ -120,11 +152,7 @@ def load_settings(root: Path, environ: Mapping[str, str] | None = None) -> Setti
 
 
 def _lifecycle(reader: _Reader) -> LifecycleSettings:
-    defaults = LifecycleSettings()
-    values = {
-        f.name: _positive(reader, f"lifecycle.{f.name}", getattr(defaults, f.name)) for f in fields(LifecycleSettings)
-    }
-    return LifecycleSettings(**values)
+    return LifecycleSettings(**_positive_fields(reader, "lifecycle", LifecycleSettings()))
 
 
 def _models(reader: _Reader) -> ModelSettings:
@@ -132,19 +160,50 @@ def _models(reader: _Reader) -> ModelSettings:
     basis = reader.get("models.churn_basis", str, defaults.churn_basis)
     if basis not in ("orders", "activity"):
         raise ConfigError("models.churn_basis", f"must be 'orders' or 'activity', not {basis!r}")
-    values = {
-        f.name: _positive(reader, f"models.{f.name}", getattr(defaults, f.name))
-        for f in fields(ModelSettings)
-        if f.name != "churn_basis"
+    return ModelSettings(churn_basis=basis, **_positive_fields(reader, "models", defaults, skip=("churn_basis",)))
+
+
+MAX_REALTIME_MINUTES = 1440.0  # the state DB keeps twice this of every product event
+
+
+def _recommendations(reader: _Reader) -> RecommendationSettings:
+    defaults = RecommendationSettings()
+    special = ("half_life_days", "live_weight", "exclude_purchased", "in_stock_only", "allowed_categories")
+    categories = reader.get("recommendations.allowed_categories", list, list(defaults.allowed_categories))
+    if not all(isinstance(c, str) for c in categories):
+        raise ConfigError("recommendations.allowed_categories", "must be a list of category names")
+    half_life = reader.get("recommendations.half_life_days", (int, float), defaults.half_life_days)
+    if not 0 <= half_life < math.inf:
+        raise ConfigError("recommendations.half_life_days", "must be 0 (no decay) or a positive number of days")
+    live_weight = reader.get("recommendations.live_weight", (int, float), defaults.live_weight)
+    if not 0 <= live_weight <= 1:
+        raise ConfigError("recommendations.live_weight", "must be between 0 and 1")
+    settings = RecommendationSettings(
+        **_positive_fields(reader, "recommendations", defaults, skip=special),
+        half_life_days=float(half_life), live_weight=float(live_weight),
+        exclude_purchased=reader.get("recommendations.exclude_purchased", bool, defaults.exclude_purchased),
+        in_stock_only=reader.get("recommendations.in_stock_only", bool, defaults.in_stock_only),
+        allowed_categories=tuple(categories),
+    )
+    if settings.realtime_minutes > MAX_REALTIME_MINUTES:
+        raise ConfigError("recommendations.realtime_minutes", f"must be at most {MAX_REALTIME_MINUTES:g} (a day)")
+    return settings
+
+
+def _positive_fields(reader: _Reader, section: str, defaults: Any, skip: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The numeric fields of a settings dataclass read from ``[section]``, each checked positive."""
+    return {
+        f.name: _positive(reader, f"{section}.{f.name}", getattr(defaults, f.name))
+        for f in fields(defaults)
+        if f.name not in skip
     }
-    return ModelSettings(churn_basis=basis, **values)
 
 
 def _positive(reader: _Reader, key: str, default: int | float) -> Any:
     kind: type | tuple[type, ...] = (int, float) if isinstance(default, float) else int
     value = reader.get(key, kind, default)
-    if value <= 0:
-        raise ConfigError(key, "must be positive")
+    if not 0 < value < math.inf:  # TOML has nan and inf; neither is a usable setting
+        raise ConfigError(key, "must be positive and finite")
     return type(default)(value)
 
 

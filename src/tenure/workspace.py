@@ -12,7 +12,7 @@ from tenure.config import SETTINGS_FILE, Settings, default_settings_text, load_s
 from tenure.errors import WorkspaceError
 from tenure.identity import IdentityGraph
 from tenure.keys import KeyRing
-from tenure.models import Models
+from tenure.models import Models, Recommendations
 from tenure.segments import Segments
 from tenure.spec.ecommerce import CurrencyTable
 from tenure.store.engine import DuckDBEngine, Engine
@@ -57,6 +57,11 @@ class Workspace(AnalyticsMethods):
     def models(self) -> Models:
         """Churn, propensity and CLV models: training, registry and scores (``tenure.models``)."""
         return Models(self)
+
+    @cached_property
+    def recommendations(self) -> Recommendations:
+        """What to offer each person next: training, stored lists, real-time blend (``tenure.models``)."""
+        return Recommendations(self)
 
     def engine(self) -> Engine:
         """A fresh analytics engine (DuckDB or Spark, per ``engine.name``); close it after use."""

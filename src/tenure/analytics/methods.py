@@ -190,7 +190,7 @@ class AnalyticsMethods:
     def _cutoff(self, value: DateLike) -> datetime:
         return cutoff(value, self.settings.timezone)
 
-    def _span(self, t: LakeTables) -> tuple[pd.Timestamp | None, pd.Timestamp | None]:
+    def data_span(self, t: LakeTables) -> tuple[pd.Timestamp | None, pd.Timestamp | None]:
         """The earliest and latest event (None when there are none), read in one query."""
         events = t.events
         row = events.aggregate(lo=events.timestamp.min(), hi=events.timestamp.max()).execute().iloc[0]
@@ -204,7 +204,7 @@ class AnalyticsMethods:
         """The given instant, or the end of the local day of the latest event."""
         if value is not None:
             return self._cutoff(value)
-        latest = latest or self._span(t)[1]
+        latest = latest or self.data_span(t)[1]
         if latest is None:
             raise ValidationError("as_of", "the workspace has no events yet; give a date")
         return self._cutoff(self._local_day(latest))
@@ -213,7 +213,7 @@ class AnalyticsMethods:
         self, t: LakeTables, start: DateLike | None, end: DateLike | None, *, default_days: int
     ) -> tuple[datetime, datetime]:
         """[start, end) as instants; by default the last ``default_days``, not before the data."""
-        earliest, latest = self._span(t) if start is None or end is None else (None, None)
+        earliest, latest = self.data_span(t) if start is None or end is None else (None, None)
         last = self.resolve_as_of(t, end, latest)
         if start is not None:
             first = starting(start, self.settings.timezone)

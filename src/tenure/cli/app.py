@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 
 import typer
 
-from tenure.cli import analytics_cmds, identity_cmds, models_cmds, segments_cmds
+from tenure.cli import analytics_cmds, identity_cmds, models_cmds, recommend_cmds, segments_cmds
 from tenure.cli._common import (
     WorkspaceOption,
     console,
@@ -32,6 +32,7 @@ app.add_typer(identity_cmds.app, name="identity")
 app.add_typer(segments_cmds.app, name="segments")
 app.add_typer(models_cmds.app, name="models")
 app.command("demo")(demo)
+app.command("recommend")(recommend_cmds.recommend)
 for command in (analytics_cmds.stages, analytics_cmds.rfm, analytics_cmds.cohorts, analytics_cmds.funnel,
                 analytics_cmds.paths, analytics_cmds.kpis):
     app.command()(command)
@@ -183,10 +184,18 @@ def profile(identifier: str, workspace: WorkspaceOption = Path(".")) -> None:
 
 
 def _score_text(value: Any) -> str:
-    """A score as a number, or reasons as ``feature (+0.42 log-odds)`` items."""
+    """A score as a number; lists as reasons (``feature (+0.42)``), item names or ids."""
     if isinstance(value, list):
-        return ", ".join(f"{r['feature']} ({r['contribution']:+.2f})" for r in value)
+        return ", ".join(_entry_text(entry) for entry in value)
     return f"{value:,.3f}"
+
+
+def _entry_text(entry: Any) -> str:
+    if isinstance(entry, dict) and "feature" in entry:
+        return f"{entry['feature']} ({entry['contribution']:+.2f})"
+    if isinstance(entry, dict):
+        return str(entry.get("name") or entry["item_id"])
+    return str(entry)
 
 
 @app.command()

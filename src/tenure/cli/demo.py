@@ -57,6 +57,7 @@ def demo(
             )
         _lifecycle_picture(ws)
         _models(ws, directory)
+        _recommendations(ws)
         _saved_segments(ws, directory)
     console.print(f"workspace: [bold]{directory}[/bold] (try `tenure status -w {directory}`, `tenure kpis -w {directory}`)")
 
@@ -88,6 +89,19 @@ def _models(ws: Workspace, directory: Path) -> None:
     counts = ws.models.score()
     console.print(f"scored: {', '.join(f'{n} {c:,} people' for n, c in counts.items())}")
     console.print(f"model report: {write_report(ws.models, directory / 'model-report.html')}")
+
+
+def _recommendations(ws: Workspace) -> None:
+    """What the trained recommender offers the most active shopper, and the items like their first suggestion."""
+    from tenure.cli.recommend_cmds import NARROW
+
+    scored = ws.models.scores
+    busiest = ws.features().sort_values(["events_90d", "person_id"], ascending=[False, True])["person_id"]
+    person = next(p for p in busiest if "recommendations" in scored(p))
+    offered = ws.recommendations.for_person(person, n=5)
+    console.print(rich_table(offered[list(NARROW)], f"recommended for {person}"))
+    first = offered["item_id"].iloc[0]
+    console.print(rich_table(ws.recommendations.similar(first, n=5), f"customers who liked {first} also liked"))
 
 
 def _saved_segments(ws: Workspace, directory: Path) -> None:

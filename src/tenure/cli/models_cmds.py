@@ -10,10 +10,13 @@ import typer
 
 from tenure.cli._common import WorkspaceOption, console, key_value_table, open_workspace, progress_bar
 from tenure.cli.output import FormatOption, OutOption, emit
-from tenure.models.registry import MODEL_NAMES
+from tenure.models.registry import MODEL_NAMES, RECOMMENDATIONS
 from tenure.workspace import Workspace
 
-app = typer.Typer(help="Predictive models: churn risk, purchase propensity, customer lifetime value.", no_args_is_help=True)
+app = typer.Typer(
+    help="Predictive models: churn risk, purchase propensity, customer lifetime value, recommendations.",
+    no_args_is_help=True,
+)
 
 NamesArgument = Annotated[
     list[str] | None, typer.Argument(help=f"Models: {', '.join(MODEL_NAMES)} (default: all).", show_default=False)
@@ -48,8 +51,10 @@ def evaluate(name: str, version: VersionOption = None, workspace: WorkspaceOptio
              fmt: FormatOption = "table", out: OutOption = None) -> None:
     """A version's backtest metrics next to the baselines (and the oracle when it was given)."""
     with open_workspace(workspace) as ws:
-        emit(ws.models.comparison(name, version), fmt=fmt, out=out, title=f"{ws.models.get(name, version).tag}: backtest")
-        if name != "clv" and fmt == "table":
+        table = ws.models.comparison(name, version)
+        display = ranking_display(table) if name == RECOMMENDATIONS else None
+        emit(table, fmt=fmt, out=out, title=f"{ws.models.get(name, version).tag}: backtest", display=display)
+        if name in ("churn", "propensity") and fmt == "table":
             rolling = pd.DataFrame(ws.models.get(name, version).metrics["rolling"])
             emit(rolling, fmt="table", out=None, title="ROC-AUC by backtest cutoff (trained only on earlier windows)")
 
@@ -108,4 +113,21 @@ def report(
 
 def show_comparison(ws: Workspace, name: str, version: int | None = None) -> None:
     """The backtest table of one model version, as the demo and `train` print it."""
-    emit(ws.models.comparison(name, version), fmt="table", out=None, title=f"{name}: model vs baselines")
+    table = ws.models.comparison(name, version)
+    if name == RECOMMENDATIONS:
+        emit(table, fmt="table", out=None, title=f"{name}: algorithms vs popularity", display=ranking_display(table))
+    else:
+        emit(table, fmt="table", out=None, title=f"{name}: model vs baselines")
+
+
+def ranking_display(evaluation: pd.DataFrame) -> pd.DataFrame:
+    """The recommenders' evaluation narrowed for a terminal: test metrics, validation NDCG, the choice starred."""
+    test = evaluation[evaluation["window"] == "test"].set_index("algorithm")
+    validation = evaluation[evaluation["window"] == "validation"].set_index("algorithm")["ndcg"]
+    shown = pd.DataFrame({
+        "algorithm": [f"{name} *" if test.loc[name, "chosen"] else name for name in test.index],
+        "ndcg (valid.)": validation.reindex(test.index).to_numpy(),
+        **{column: test[column].to_numpy() for column in ("ndcg", "precision", "recall", "map", "coverage")},
+        "pop. bias": test["popularity_bias"].to_numpy(),
+    })
+    return shown.round(3)

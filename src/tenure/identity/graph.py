@@ -16,12 +16,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from tenure.clock import Clock, SystemClock
+from tenure.clock import Clock, SystemClock, as_utc
 from tenure.errors import NotFoundError
 from tenure.store.state import StateDB, identity_links, identity_map, in_chunks
 
@@ -286,7 +286,7 @@ def _earliest_links(conn: Connection, persons: set[str]) -> list[_Candidate]:
             )
         )
         for a, b, at in rows:
-            candidate = ((_aware(at), a), a)
+            candidate = ((as_utc(at), a), a)
             for person in (a, b):
                 if person in persons and (person not in best or candidate < best[person]):
                     best[person] = candidate
@@ -319,10 +319,6 @@ def _active_links_among(conn: Connection, ids: set[str]) -> list[tuple[str, str,
                 identity_links.c.active & identity_links.c.id_a.in_(chunk)
             )
         )
-        out.extend((a, b, _aware(at)) for a, b, at in rows if b in ids)
+        out.extend((a, b, as_utc(at)) for a, b, at in rows if b in ids)
     return out
 
-
-def _aware(value: datetime) -> datetime:
-    """SQLite hands back naive datetimes; everything here is UTC."""
-    return value if value.tzinfo else value.replace(tzinfo=UTC)

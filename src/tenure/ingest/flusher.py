@@ -1,8 +1,8 @@
 """Move the inbox into the lake in micro-batches, exactly once.
 
-The lake files, the deletion of the flushed inbox rows and the new identity links commit in
-one state transaction (see ``store.lake``); a crash at any point redoes or keeps the whole
-micro-batch, never half of it.
+The lake files, the deletion of the flushed inbox rows, the new identity links and the recent
+product events (``ingest.recent``) commit in one state transaction (see ``store.lake``); a
+crash at any point redoes or keeps the whole micro-batch, never half of it.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from tenure.ingest.batches import build_batch
+from tenure.ingest.recent import recent_rows, store_recent
 from tenure.store.lake import AppendResult
 from tenure.store.state import inbox
 from tenure.workspace import Workspace
@@ -59,14 +60,17 @@ def write_records(
     source: str,
     on_commit: Callable[[Connection], object] | None = None,
 ) -> AppendResult:
-    """Write normalised messages to the lake with their identity links, in one commit."""
+    """Write normalised messages to the lake with their identity links and recent product events, in one commit."""
     batch = build_batch(records, ws.currencies, source=source)
+    since = ws.clock.now() - ws.settings.recommendations.retention
+    recent = recent_rows(batch.tables, since=since)
     with ws.lake.writer_lock():
         plan = ws.identity.plan(batch.links)
 
         def commit(conn: Connection) -> None:
             if on_commit is not None:
                 on_commit(conn)
+            store_recent(conn, recent, since=since)
             ws.identity.apply(conn, plan)
 
         return ws.lake.append(batch.tables, on_commit=commit)

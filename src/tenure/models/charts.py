@@ -101,6 +101,20 @@ def clv_distribution_chart(clv: pd.Series) -> Figure:
     return figure
 
 
+def ranking_chart(evaluation: pd.DataFrame, *, metric: str = "ndcg", k: int = 10) -> Figure:
+    """One bar per algorithm and window (validation, test), best first: how far each is above popularity."""
+    figure, axes = _figure()
+    order = evaluation[evaluation["window"] == "test"].sort_values(metric)["algorithm"].tolist()
+    positions = np.arange(len(order))
+    for offset, window in ((-0.2, "validation"), (0.2, "test")):
+        values = evaluation[evaluation["window"] == window].set_index("algorithm")[metric].reindex(order)
+        axes.barh(positions + offset, values.to_numpy(dtype=np.float64), height=0.4, label=f"{window} window")
+    axes.set_yticks(positions, order)
+    axes.set_xlabel(f"{metric.upper()}@{k}")
+    axes.legend(loc="lower right")
+    return figure
+
+
 def png(figure: Figure) -> bytes:
     """The figure as PNG bytes."""
     buffer = io.BytesIO()

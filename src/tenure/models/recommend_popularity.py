@@ -1,8 +1,8 @@
 """Popularity: the baseline every other recommender must beat, and the cold-start fallback.
 
-An item's popularity is its total weight over people. ``fit(..., recent=M)`` ranks by a second
-matrix instead (the same people × items, built by the caller from the last days' events or with
-a time-decay weight), which gives "trending". With ``by_category=True`` and a ``category``
+An item's popularity is its total weight over people. With ``trending=True``, ``fit(..., recent=M)``
+ranks by a second matrix instead (the same people × items, built by the caller from the last
+days' events or with a time-decay weight). With ``by_category=True`` and a ``category``
 column in ``item_features``, a person's score for an item is the share of their own weight that
 falls in the item's category plus the item's popularity relative to the most popular item, so
 the popular items of the categories they buy from come first and the rest follow by popularity.
@@ -31,13 +31,16 @@ class Popularity(Recommender):
         Category code per item when ``by_category``.
     """
 
-    def __init__(self, *, by_category: bool = False) -> None:
+    def __init__(self, *, by_category: bool = False, trending: bool = False) -> None:
         self.by_category = by_category
+        self.trending = trending
 
     def fit(self, interactions: Any, *, item_features: pd.DataFrame | None = None, recent: Any = None) -> Popularity:
-        """Fit on ``interactions``; rank by ``recent`` (same shape) instead when given ("trending")."""
+        """Fit on ``interactions``; when ``trending``, rank by ``recent`` (same shape), which is then required."""
         matrix = check_interactions(interactions)
-        source = matrix if recent is None else check_interactions(recent, "recent")
+        if self.trending and recent is None:
+            raise ValidationError("recent", "trending popularity ranks by a matrix of recent interactions; none given")
+        source = check_interactions(recent, "recent") if self.trending else matrix
         if source.shape != matrix.shape:
             raise ValidationError("recent", f"expected shape {matrix.shape}, got {source.shape}")
         self.popularity_ = np.asarray(source.sum(axis=0)).ravel()

@@ -20,12 +20,13 @@ import joblib
 import pandas as pd
 import sqlalchemy as sa
 
-from tenure.clock import Clock
+from tenure.clock import Clock, as_utc
 from tenure.errors import NotFoundError, ValidationError
 from tenure.store.state import StateDB, models
 
 Status = Literal["active", "candidate", "retired"]
-MODEL_NAMES: tuple[str, ...] = ("churn", "propensity", "clv")
+RECOMMENDATIONS = "recommendations"
+MODEL_NAMES: tuple[str, ...] = ("churn", "propensity", "clv", RECOMMENDATIONS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,12 +175,12 @@ def _info(row: Any) -> ModelInfo:
         name=row["name"],
         version=int(row["version"]),
         status=row["status"],
-        trained_at=row["trained_at"],
-        window_start=row["window_start"],
-        window_end=row["window_end"],
+        trained_at=as_utc(row["trained_at"]),
+        window_start=as_utc(row["window_start"]),
+        window_end=as_utc(row["window_end"]),
         params=json.loads(row["params"]),
         metrics=json.loads(row["metrics"]),
         features=json.loads(row["features"]),
         artifact=row["artifact"],
-        scored_at=row["scored_at"],
+        scored_at=as_utc(row["scored_at"]) if row["scored_at"] else None,
     )

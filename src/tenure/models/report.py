@@ -18,6 +18,7 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import pandas as pd
 from jinja2 import StrictUndefined
 from jinja2.sandbox import SandboxedEnvironment
 from matplotlib.figure import Figure
@@ -30,11 +31,13 @@ from tenure.models.charts import (
     gains_chart,
     importance_chart,
     png,
+    ranking_chart,
     roc_chart,
 )
 from tenure.models.clv_holdout import plot_holdout
 from tenure.models.lifetime_value import TrainedLifetimeValue
 from tenure.models.outcomes import BGNBD, MODEL, ORACLE, RFM_LOGISTIC, TrainedOutcome
+from tenure.models.recommend_training import TrainedRecommender
 from tenure.models.registry import MODEL_NAMES, ModelInfo
 
 if TYPE_CHECKING:
@@ -50,7 +53,15 @@ METRICS: tuple[tuple[str, str, bool], ...] = (
     ("lift_top", "Lift, top 10%", True),
     ("capture_top", "Capture, top 10%", True),
 )
-TITLES = {"churn": "Churn risk", "propensity": "Purchase propensity", "clv": "Customer lifetime value"}
+TITLES = {
+    "churn": "Churn risk", "propensity": "Purchase propensity", "clv": "Customer lifetime value",
+    "recommendations": "Recommendations",
+}
+# (metric key, column title) of the recommenders' evaluation tables
+RANKING: tuple[tuple[str, str], ...] = (
+    ("ndcg", "NDCG@k"), ("precision", "Precision@k"), ("recall", "Recall@k"), ("map", "MAP@k"),
+    ("coverage", "Catalogue coverage"), ("popularity_bias", "Popularity bias"),
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +120,38 @@ def _section(models: Models, name: str) -> Section:
     fitted = models.trained(name, info.version)
     if isinstance(fitted, TrainedLifetimeValue):
         return _clv_section(info, fitted)
+    if isinstance(fitted, TrainedRecommender):
+        return _recommendation_section(info, models.ws.recommendations.evaluation(info.version))
     return _outcome_section(info, fitted)
+
+
+# -- recommendations ------------------------------------------------------------------------
+def _recommendation_section(info: ModelInfo, evaluation: pd.DataFrame) -> Section:
+    k = int(info.params["k"])
+    tables = [
+        Table(
+            window, f"{window.capitalize()} window", explanation, ["Algorithm", *(title for _, title in RANKING)],
+            [[Cell(f"{row['algorithm']}{' (chosen)' if row['chosen'] else ''}", bool(row["chosen"]))]
+             + [Cell(_three(row[key])) for key, _ in RANKING]
+             for row in evaluation[evaluation["window"] == window].to_dict(orient="records")],
+        )
+        for window, explanation in (
+            ("validation", "Every algorithm fitted on the data before the validation window and scored on what people "
+             "bought in it; the best NDCG is the one chosen."),
+            ("test", "The same, one window later, on data the choice never saw: how the chosen algorithm compares "
+             "with popularity. Coverage is the share of the catalogue anyone is shown; popularity bias is the mean "
+             "popularity percentile of what is shown (0.5 is no bias)."),
+        )
+    ]
+    return Section(
+        name=info.name, title=TITLES[info.name], headline=info.metrics["headline"],
+        facts=_registry_facts(info) + [("Algorithm", str(info.params["algorithm"])),
+                                       ("Windows", f"{info.params['test_days']} days each")],
+        tables=tables,
+        charts=[_chart("ranking", f"NDCG@{k} per algorithm", ranking_chart(evaluation, k=k),
+                       "How well each algorithm ranks the items people went on to buy, on both windows. "
+                       "Popularity is the baseline every personalised model must beat.")],
+    )
 
 
 # -- outcome models (churn, propensity) -------------------------------------------------------

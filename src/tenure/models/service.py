@@ -1,7 +1,8 @@
 """``ws.models``: train, register, promote and score the workspace's predictive models.
 
-Three models, by registry name: ``churn`` (no order, or no activity, in the churn horizon),
-``propensity`` (an order in the propensity horizon) and ``clv`` (BG/NBD + Gamma-Gamma).
+Four models, by registry name: ``churn`` (no order, or no activity, in the churn horizon),
+``propensity`` (an order in the propensity horizon), ``clv`` (BG/NBD + Gamma-Gamma) and
+``recommendations`` (trained and served by ``ws.recommendations``).
 Scoring writes, per person and with the model version: ``churn_risk`` and ``churn_reasons``;
 ``propensity_<H>d``; ``p_alive``, ``expected_orders_90d``, ``clv_365d`` (customers only: a
 person with no order has no purchase history for BG/NBD, so no score rather than a guess).
@@ -24,7 +25,7 @@ from tenure.errors import ValidationError
 from tenure.models.dataset import FEATURES, Outcome, examples, model_features, training_cutoffs
 from tenure.models.lifetime_value import TrainedLifetimeValue, fit_lifetime_value
 from tenure.models.outcomes import BGNBD, MODEL, RFM_LOGISTIC, TrainedOutcome, train_outcome
-from tenure.models.registry import MODEL_NAMES, ModelInfo, Registry, check_name
+from tenure.models.registry import MODEL_NAMES, RECOMMENDATIONS, ModelInfo, Registry, check_name
 from tenure.models.rfm_summary import summary_from_transactions
 from tenure.store.engine import LakeTables
 from tenure.store.state import bound_value, insert_many, person_details, person_scores
@@ -78,10 +79,12 @@ class Models:
         ``oracle`` is a sample shop's folder: its ground truth is scored next to the model.
         """
         check_name(name)
+        if name == RECOMMENDATIONS:
+            return self.ws.recommendations.train(as_of=as_of, progress=progress)
         settings = self.ws.settings.models
         with self.ws.engine() as engine:
             t = engine.tables()
-            start, end = self._window(t, as_of)
+            start, end = self.window(t, as_of)
             if name == "clv":
                 progress("fitting BG/NBD and Gamma-Gamma", 0.2)
                 clv = self._train_clv(engine, t, end)
@@ -122,8 +125,11 @@ class Models:
     def comparison(self, name: str, version: int | None = None) -> pd.DataFrame:
         """The backtest metrics of a version next to its baselines (and the oracle, if scored).
 
-        For CLV: the holdout errors next to the naive forecasts (past rate, population mean spend).
+        For CLV: the holdout errors next to the naive forecasts (past rate, population mean spend);
+        for recommendations: every algorithm on the validation and test windows.
         """
+        if name == RECOMMENDATIONS:
+            return self.ws.recommendations.evaluation(version)
         metrics = self.registry.get(name, version).metrics
         if name == "clv":
             return pd.DataFrame(
@@ -149,13 +155,16 @@ class Models:
         Models without an active version are skipped when ``names`` is not given.
         """
         wanted = list(names) if names else [n for n in MODEL_NAMES if self._has_active(n)]
-        infos = [self.registry.get(n) for n in wanted]
         counts: dict[str, int] = {}
+        if RECOMMENDATIONS in wanted:
+            wanted.remove(RECOMMENDATIONS)
+            counts[RECOMMENDATIONS] = self.ws.recommendations.score(as_of=as_of)
+        infos = [self.registry.get(n) for n in wanted]
         if not infos:
             return counts
         with self.ws.engine() as engine:
             t = engine.tables()
-            _, end = self._window(t, as_of)
+            _, end = self.window(t, as_of)
             features = (
                 engine.execute(model_features(t, as_of=end).order_by("person_id"))
                 if any(i.name != "clv" for i in infos)
@@ -170,7 +179,7 @@ class Models:
             else:
                 assert features is not None
                 values, details = _outcome_scores(fitted, features)
-            counts[info.name] = self._write(info, values, details)
+            counts[info.name] = self.write_scores(info, values, details)
         return counts
 
     def scores(self, person_id: str) -> dict[str, Any]:
@@ -197,8 +206,9 @@ class Models:
         return pd.DataFrame(rows, columns=["person_id", "name", "value", "model_version", "scored_at"])
 
     # -- internals ------------------------------------------------------------------------
-    def _window(self, t: LakeTables, as_of: str | datetime | None) -> tuple[datetime, datetime]:
-        first, latest = self.ws._span(t)
+    def window(self, t: LakeTables, as_of: str | datetime | None) -> tuple[datetime, datetime]:
+        """(first event, the resolved ``as_of``): the span a model may learn from."""
+        first, latest = self.ws.data_span(t)
         if first is None:
             raise ValidationError("events", "the workspace has no events to train on")
         return first.to_pydatetime(), self.ws.resolve_as_of(t, as_of, latest)
@@ -236,7 +246,7 @@ class Models:
     def _has_active(self, name: str) -> bool:
         return bool((self.registry.list(name)["status"] == "active").any())
 
-    def _write(self, info: ModelInfo, values: pd.DataFrame, details: pd.DataFrame | None) -> int:
+    def write_scores(self, info: ModelInfo, values: pd.DataFrame, details: pd.DataFrame | None) -> int:
         """Replace the model's scores in one transaction: readers see the old or the new set."""
         now = self.ws.clock.now()
         tag = info.tag

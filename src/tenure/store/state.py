@@ -2,7 +2,8 @@
 
 It holds what must change in place or be durable before an acknowledgement: the inbox of
 accepted-but-not-flushed messages, the lake manifest, the identity graph, the API keys, saved
-segments with their members and changes, the model registry and model scores.
+segments with their members and changes, the model registry and model scores, and the
+last hour or so of each person's product events for real-time recommendations.
 """
 
 from __future__ import annotations
@@ -175,7 +176,29 @@ models = sa.Table(
     sa.Column("scored_at", sa.DateTime(timezone=True), nullable=True),
 )
 
-SCHEMA_VERSION = 3
+# Recent product events (views, cart adds, order lines) of the last ``recommendations.retention``,
+# written with each flush so that a real-time recommendation needs one indexed query, not the
+# lake. Unique per (message, item) and per (order, item), as the lake's events and order lines
+# are, so a redone flush or a re-sent order adds nothing.
+recent_item_events = sa.Table(
+    "recent_item_events",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("user_id", sa.String(256), nullable=True),
+    sa.Column("anonymous_id", sa.String(256), nullable=True),
+    sa.Column("item_id", sa.String(256), nullable=False),
+    sa.Column("kind", sa.String(8), nullable=False),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False, index=True),
+    sa.Column("message_id", sa.String(128), nullable=False),
+    sa.Column("order_id", sa.String(256), nullable=True),
+    sa.UniqueConstraint("message_id", "item_id", name="uq_recent_item_events_message"),
+    sa.UniqueConstraint("order_id", "item_id", name="uq_recent_item_events_order"),
+    sa.CheckConstraint("kind IN ('view', 'cart', 'purchase')", name="ck_recent_item_events_kind"),
+)
+sa.Index("ix_recent_item_events_user", recent_item_events.c.user_id, recent_item_events.c.at)
+sa.Index("ix_recent_item_events_anonymous", recent_item_events.c.anonymous_id, recent_item_events.c.at)
+
+SCHEMA_VERSION = 4
 # Migration n takes the schema from version n-1 to n; version 1 is the initial create_all.
 MIGRATIONS: dict[int, Callable[[Connection], None]] = {
     1: lambda conn: metadata.create_all(conn),
@@ -183,6 +206,7 @@ MIGRATIONS: dict[int, Callable[[Connection], None]] = {
         conn, tables=[segments, segment_members, segment_changes, segment_sizes, person_scores], checkfirst=True
     ),
     3: lambda conn: metadata.create_all(conn, tables=[person_details, models], checkfirst=True),
+    4: lambda conn: metadata.create_all(conn, tables=[recent_item_events], checkfirst=True),
 }
 
 
@@ -268,18 +292,30 @@ def _sqlite_begin(conn: Connection) -> None:
 
 def bound_value(conn: Connection, column: sa.Column[Any], value: object) -> object:
     """``value`` as the driver receives it for ``column`` (e.g. SQLite's datetime text)."""
-    process = column.type.bind_processor(conn.dialect)
+    process = column.type.dialect_impl(conn.dialect).bind_processor(conn.dialect)  # the generic type has none
     return process(value) if process else value
 
 
-def insert_many(conn: Connection, table: sa.Table, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]) -> None:
+def insert_many(
+    conn: Connection,
+    table: sa.Table,
+    columns: Sequence[str],
+    rows: Sequence[tuple[Any, ...]],
+    *,
+    skip_duplicates: bool = False,
+) -> None:
     """Rows already in driver form, through the driver's executemany.
 
     SQLAlchemy's per-row parameter processing was most of the time of a first segment refresh
     (one member and one change row per person and segment); the values here are bound once.
+    With ``skip_duplicates`` a row that would violate a unique constraint is dropped (SQLite
+    and PostgreSQL both read ``ON CONFLICT DO NOTHING``).
     """
     if not rows:
         return
     mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
     names = ", ".join(columns)
-    conn.exec_driver_sql(f"INSERT INTO {table.name} ({names}) VALUES ({', '.join([mark] * len(columns))})", rows)
+    conflict = " ON CONFLICT DO NOTHING" if skip_duplicates else ""
+    conn.exec_driver_sql(
+        f"INSERT INTO {table.name} ({names}) VALUES ({', '.join([mark] * len(columns))}){conflict}", rows
+    )
