@@ -34,6 +34,7 @@ from tenure.models.ranking_metrics import (
 )
 from tenure.models.recommend_popularity import Popularity
 from tenure.models.recommenders import FloatArray, IntArray, Recommender
+from tenure.models.signals import locate
 
 METRICS: tuple[str, ...] = ("ndcg", "precision", "recall", "map", "coverage", "popularity_bias")
 Factory = Callable[[], Recommender]
@@ -163,14 +164,17 @@ def evaluate(model: Recommender, fallback: Recommender, split: Split, *, k: int)
 
 def compare(
     candidates: Mapping[str, Factory], fallback: Factory, split: Split, *, k: int,
-    progress: Callable[[str], None] | None = None,
+    progress: Callable[[str, float], None] | None = None,
 ) -> pd.DataFrame:
-    """Every candidate fitted on ``split`` and evaluated on its window: one row per candidate, best NDCG first."""
+    """Every candidate fitted on ``split`` and evaluated on its window: one row per candidate, best NDCG first.
+
+    ``progress`` hears each candidate's name and the share of candidates done before it.
+    """
     backup = fit_candidate(fallback, split)
     rows = []
-    for name, factory in candidates.items():
+    for done, (name, factory) in enumerate(candidates.items()):
         if progress is not None:
-            progress(name)
+            progress(name, done / len(candidates))
         rows.append({"algorithm": name, **evaluate(fit_candidate(factory, split), backup, split, k=k)})
     table = pd.DataFrame(rows)
     return table.sort_values("ndcg", ascending=False, kind="stable").reset_index(drop=True)
@@ -186,11 +190,8 @@ def _bought_between(before: pd.DataFrame, after: pd.DataFrame) -> pd.DataFrame:
 
 def _matrix(frame: pd.DataFrame, column: str, people: np.ndarray, items: np.ndarray, shape: tuple[int, int]) -> sparse.csr_matrix:
     """``frame``'s (person_id, item_id, column) as a matrix on the given sorted ids; other ids are dropped."""
-    rows = np.searchsorted(people, frame["person_id"].astype(str).to_numpy(dtype=str))
-    columns = np.searchsorted(items, frame["item_id"].astype(str).to_numpy(dtype=str))
-    rows_ok = (rows < len(people)) & (people[np.minimum(rows, len(people) - 1)] == frame["person_id"].astype(str).to_numpy())
-    cols_ok = (columns < len(items)) & (items[np.minimum(columns, len(items) - 1)] == frame["item_id"].astype(str).to_numpy())
-    keep = rows_ok & cols_ok
+    rows, columns = locate(people, frame["person_id"]), locate(items, frame["item_id"])
+    keep = (rows >= 0) & (columns >= 0)
     values = pd.to_numeric(frame[column]).fillna(0).to_numpy(dtype=np.float64)[keep]
     matrix = sparse.csr_matrix((values, (rows[keep], columns[keep])), shape=shape)
     matrix.eliminate_zeros()

@@ -20,8 +20,8 @@ from scipy import sparse
 from tenure.models.recommend_evaluation import rank
 from tenure.models.recommend_training import DETAILS, TrainedRecommender
 from tenure.models.recommenders import BATCH
+from tenure.models.signals import locate
 
-KIND_CODES: dict[str, int] = {"purchases": 4, "carts": 3, "rating": 2, "views": 1}
 REASONS: dict[int, str] = {
     4: "because you bought {}", 3: "because you added {} to your cart", 2: "because you reviewed {}", 1: "because you viewed {}",
 }
@@ -43,7 +43,11 @@ def recommend_everyone(
     """One row per person in ``frame`` (``interaction_weights`` output): person_id and their list as JSON."""
     known = frame[trained.column_of(frame["item_id"]) >= 0]
     people = np.unique(known["person_id"].astype(str).to_numpy(dtype=str))
-    weights, purchased, kinds = (_aligned(known, column, people, trained) for column in ("weight", "purchases", "kind"))
+    weights, purchased, kinds = (
+        _aligned(known, values, people, trained)
+        for values in (known["weight"].to_numpy(dtype=np.float64), known["purchases"].to_numpy(dtype=np.float64),
+                       _strongest_kind(known))
+    )
     texts: list[str] = []
     for start in range(0, len(people), BATCH):
         rows = slice(start, start + BATCH)
@@ -120,18 +124,15 @@ def _lists(
     return out
 
 
-def _aligned(frame: pd.DataFrame, column: str, people: np.ndarray, trained: TrainedRecommender) -> sparse.csr_matrix:
-    """``frame``'s ``column`` (or the kind code for "kind") as a people × model-items matrix."""
-    if column == "kind":
-        values = np.select(
-            [frame[name].notna() & (frame[name] != 0) if name != "rating" else frame[name].notna()
-             for name in KIND_CODES],
-            list(KIND_CODES.values()), default=0,
-        ).astype(np.float64)
-    else:
-        values = pd.to_numeric(frame[column]).fillna(0).to_numpy(dtype=np.float64)
-    rows = np.searchsorted(people, frame["person_id"].astype(str).to_numpy(dtype=str))
-    columns = trained.column_of(frame["item_id"])
+def _strongest_kind(frame: pd.DataFrame) -> np.ndarray:
+    """The code (see ``REASONS``) of the strongest thing done with each pair: bought > carted > reviewed > viewed."""
+    done = [frame["purchases"] > 0, frame["carts"] > 0, frame["rating"].notna(), frame["views"] > 0]
+    return np.select([d.to_numpy(dtype=bool) for d in done], [4, 3, 2, 1], default=0).astype(np.float64)
+
+
+def _aligned(frame: pd.DataFrame, values: np.ndarray, people: np.ndarray, trained: TrainedRecommender) -> sparse.csr_matrix:
+    """``values`` (one per row of ``frame``) as a people × model-items matrix."""
+    rows, columns = locate(people, frame["person_id"]), trained.column_of(frame["item_id"])
     matrix = sparse.csr_matrix((values, (rows, columns)), shape=(len(people), len(trained.items)))
     matrix.eliminate_zeros()
     return matrix

@@ -14,7 +14,7 @@ suggestion ("because you viewed X"), and each item's most similar items for the 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -30,6 +30,7 @@ from tenure.models.recommend_hybrid import Hybrid
 from tenure.models.recommend_neighbours import ItemNeighbours
 from tenure.models.recommend_popularity import Popularity
 from tenure.models.recommenders import Recommender
+from tenure.models.signals import locate
 
 BASELINE = "popularity"
 SIMILAR_KEPT = 20  # similar items stored per item for the real-time blend
@@ -77,12 +78,7 @@ class TrainedRecommender:
 
     def column_of(self, item_ids: Any) -> np.ndarray:
         """Each id's column, -1 for items the model has never seen."""
-        keys = np.asarray(item_ids, dtype=str)
-        at = np.searchsorted(self.items, keys)
-        inside = at < len(self.items)
-        found = np.zeros(len(keys), dtype=bool)
-        found[inside] = self.items[at[inside]] == keys[inside]
-        return np.where(found, at, -1).astype(np.int64)
+        return locate(self.items, item_ids)
 
     def allowed(self, *, in_stock_only: bool, categories: tuple[str, ...]) -> np.ndarray | None:
         """The business filter as a mask over ``items``: in stock (unknown counts as in) and in ``categories``."""
@@ -110,10 +106,14 @@ def train_recommender(
                    exclude_purchased=settings.exclude_purchased)
         for k in (0, 1)
     ]
-    tables = []
-    for k, (stage, split) in enumerate(zip(("validation", "test"), splits, strict=True)):
-        tables.append(_compare(choices, split, settings.k, stage, progress, 0.1 + 0.4 * k))
-    validation, test = tables
+
+    def stage(label: str, offset: int) -> Callable[[str, float], None]:
+        return lambda name, done: progress(f"{label}: {name}", 0.1 + 0.4 * (offset + done))
+
+    validation, test = (
+        compare(choices, Popularity, split, k=settings.k, progress=stage(label, offset))
+        for offset, (label, split) in enumerate(zip(("validation", "test"), splits, strict=True))
+    )
     algorithm = str(validation["algorithm"].iloc[0])
     progress(f"fitting {algorithm} on everything", 0.9)
     final = full_split(snapshots[2], catalogue, cut=cuts[2], settings=settings)
@@ -150,15 +150,3 @@ def headline(validation: pd.DataFrame, test: pd.DataFrame, algorithm: str, k: in
         "validation": validation.to_dict(orient="records"),
         "test": test.to_dict(orient="records"),
     }
-
-
-def _compare(
-    choices: Mapping[str, Factory], split: Split, k: int, stage: str,
-    progress: Callable[[str, float], None], start: float,
-) -> pd.DataFrame:
-    step = 0.4 / len(choices)
-    done = iter(range(len(choices)))
-    return compare(
-        choices, Popularity, split, k=k,
-        progress=lambda name: progress(f"{stage}: {name}", start + step * next(done)),
-    )

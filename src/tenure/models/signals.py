@@ -208,10 +208,18 @@ def build_matrix(frame: pd.DataFrame) -> InteractionMatrix:
 
 def _positions(ids: npt.NDArray[np.str_], wanted: npt.ArrayLike, field: str) -> npt.NDArray[np.int64]:
     keys = np.asarray(wanted, dtype=str).ravel()
-    at = np.searchsorted(ids, keys).astype(np.int64)
-    found = at < len(ids)
-    found[found] = ids[at[found]] == keys[found]
-    if not found.all():
-        unknown = ", ".join(repr(k) for k in keys[~found][:5])
+    at = locate(ids, keys)
+    if (at < 0).any():
+        unknown = ", ".join(repr(k) for k in keys[at < 0][:5])
         raise ValidationError(field, f"unknown: {unknown}")
     return at
+
+
+def locate(ids: npt.NDArray[np.str_], keys: npt.ArrayLike) -> npt.NDArray[np.int64]:
+    """The position of each key in the sorted ``ids``, -1 where it is missing."""
+    wanted = np.asarray(keys, dtype=str).ravel()
+    at = np.searchsorted(ids, wanted).astype(np.int64)
+    inside = at < len(ids)
+    found = np.zeros(len(wanted), dtype=bool)
+    found[inside] = ids[at[inside]] == wanted[inside]
+    return np.where(found, at, -1)
