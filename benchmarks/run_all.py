@@ -34,7 +34,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small sizes: check that the benchmarks run")
     parser.add_argument("--duration", type=float, help="collector seconds per server (default 30; quick 5)")
     parser.add_argument("--rows", type=int, help="import rows (default 5,000,000; quick 200,000)")
-    parser.add_argument("--only", default="collector,import,sample,analytics,segments,clv,models", help="which benchmarks to run")
+    parser.add_argument("--only", default="collector,import,sample,analytics,segments,clv,models,recommendations",
+                        help="which benchmarks to run")
     args = parser.parse_args()
     duration = args.duration or (5 if args.quick else 30)
     rows = args.rows or (200_000 if args.quick else 5_000_000)
@@ -70,6 +71,9 @@ def main() -> None:
     if "models" in only:
         users = "3000" if args.quick else "200000"
         sections.append(run("Churn, propensity and CLV on a shop", [str(HERE / "models.py"), "--users", users]))
+    if "recommendations" in only:
+        argv = [str(HERE / "recommendations.py"), *(["--quick"] if args.quick else [])]
+        sections.append(run("Recommendations", argv))
     print("\n".join(sections))
 
 
