@@ -246,8 +246,13 @@ class IdentityGraph:
 
     def identifiers_of(self, person: str) -> list[str]:
         with self.state.read() as conn:
-            found = _members_of(conn, {person})
-        return sorted(found) or [person]
+            return _identifiers(conn, person)
+
+    def resolve(self, identifier: str) -> tuple[str, list[str]]:
+        """The person of ``identifier`` and all their identifiers, in one read (for per-request paths)."""
+        with self.state.read() as conn:
+            person = _map_of(conn, {identifier}).get(identifier, identifier)
+            return person, _identifiers(conn, person)
 
     def links_of(self, person: str) -> list[dict[str, object]]:
         """Every link (active or undone) touching the person's identifiers, oldest first."""
@@ -259,6 +264,11 @@ class IdentityGraph:
                 .order_by(identity_links.c.linked_at, identity_links.c.id)
             ).mappings()
             return [dict(r) for r in rows]
+
+
+def _identifiers(conn: Connection, person: str) -> list[str]:
+    """A person's identifiers, sorted; an unlinked identifier is its own only one."""
+    return sorted(_members_of(conn, {person})) or [person]
 
 
 def _write_assignment(conn: Connection, assignment: Mapping[str, str], members: Mapping[str, str]) -> None:

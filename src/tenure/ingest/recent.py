@@ -27,6 +27,7 @@ import pyarrow.compute as pc
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from tenure.clock import as_utc
 from tenure.errors import ValidationError
 from tenure.models.signals import CART_EVENT, VIEW_EVENT
 from tenure.store.state import StateDB, bound_value, in_chunks, insert_many
@@ -82,12 +83,23 @@ def recent_item_events(
 
     ``identifiers`` are one person's user and anonymous ids (``IdentityGraph.identifiers_of``).
     """
+    found = recent_item_rows(source, identifiers, since=since)
+    frame = pd.DataFrame.from_records(found, columns=["item_id", "kind", "at"])
+    frame["at"] = pd.to_datetime(frame["at"], utc=True)
+    return frame.astype({"item_id": "str", "kind": "str"})
+
+
+def recent_item_rows(
+    source: Connection | StateDB, identifiers: Sequence[str], *, since: datetime
+) -> list[tuple[str, str, datetime]]:
+    """``recent_item_events`` as plain (item_id, kind, at) tuples: for the per-request path,
+    where building a DataFrame of a dozen rows would cost more than the query."""
     if isinstance(identifiers, str) or not all(isinstance(x, str) for x in identifiers):
         raise ValidationError("identifiers", "must be a sequence of identifier strings")
     _check_aware(since)
     if isinstance(source, StateDB):
         with source.read() as conn:
-            return recent_item_events(conn, identifiers, since=since)
+            return recent_item_rows(conn, identifiers, since=since)
     found: list[Any] = []
     for chunk in in_chunks(set(identifiers)):
         query = sa.select(table.c.item_id, table.c.kind, table.c.at, table.c.id).where(
@@ -95,13 +107,7 @@ def recent_item_events(
         )
         found.extend(source.execute(query))
     found.sort(key=lambda row: (row.at, row.id), reverse=True)
-    return pd.DataFrame(
-        {
-            "item_id": pd.Series([row.item_id for row in found], dtype="str"),
-            "kind": pd.Series([row.kind for row in found], dtype="str"),
-            "at": pd.to_datetime(pd.Series([row.at for row in found], dtype="object"), utc=True),
-        }
-    )
+    return [(row.item_id, row.kind, as_utc(row.at)) for row in found]  # SQLite hands back naive UTC
 
 
 def _tuples(table: pa.Table, names: Sequence[str]) -> Iterator[tuple[Any, ...]]:

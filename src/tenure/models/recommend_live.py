@@ -15,7 +15,7 @@ millisecond after its three state reads.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tenure.models.recommend_scoring import POPULAR, item_rows
+from tenure.models.recommend_scoring import POPULAR
 from tenure.models.recommend_training import TrainedRecommender
 
 JUST: dict[str, str] = {
@@ -38,7 +38,7 @@ class LiveInputs:
 
     stored: list[dict[str, Any]]  # the stored list, best first (as ``recommend_scoring`` writes it)
     purchased: list[str]  # item ids they have bought (never suggested)
-    recent: pd.DataFrame  # item_id, kind (view | cart | purchase), at
+    recent: Sequence[tuple[str, str, datetime]]  # (item_id, kind: view | cart | purchase, at), newest first
 
 
 def blend(
@@ -56,31 +56,35 @@ def blend(
     size = len(trained.items)
     live = np.zeros(size)
     source = np.full(size, -1, dtype=np.int64)  # the recent event that lends each item the most
-    events = inputs.recent[trained.column_of(inputs.recent["item_id"]) >= 0].reset_index(drop=True)
-    if len(events):
-        columns = trained.column_of(events["item_id"])
-        age = (pd.Timestamp(now) - pd.to_datetime(events["at"], utc=True)).dt.total_seconds().to_numpy()
-        fresh = np.clip(1.0 - age / window.total_seconds(), 0.0, 1.0)
-        strength = events["kind"].map(dict(kind_weights)).fillna(0.0).to_numpy(dtype=np.float64) * fresh
+    known = [event for event, column in zip(inputs.recent, trained.column_of([e[0] for e in inputs.recent]), strict=True)
+             if column >= 0]
+    events = _Events(
+        trained.column_of([e[0] for e in known]), np.array([e[1] for e in known], dtype=str),
+        np.array([(now - e[2]).total_seconds() for e in known], dtype=np.float64),
+    )
+    if len(known):
+        columns = events.columns
+        fresh = np.clip(1.0 - events.age_seconds / window.total_seconds(), 0.0, 1.0)
+        strength = np.array([kind_weights.get(kind, 0.0) for kind in events.kinds]) * fresh
         neighbours = trained.similar[columns]
         lent = np.where(neighbours >= 0, np.maximum(trained.similar_scores[columns], 0.0), 0.0) * strength[:, None]
         targets, amounts = neighbours.ravel(), lent.ravel()
         keep = targets >= 0
         np.add.at(live, targets[keep], amounts[keep])
         order = np.argsort(amounts[keep], kind="stable")  # the largest loan is written last and wins
-        source[targets[keep][order]] = np.repeat(np.arange(len(events)), neighbours.shape[1])[keep][order]
+        source[targets[keep][order]] = np.repeat(np.arange(len(known)), neighbours.shape[1])[keep][order]
     stored = np.zeros(size)
     stored_columns = trained.column_of([entry["item_id"] for entry in inputs.stored])
     ranked = stored_columns >= 0
     stored[stored_columns[ranked]] = 1.0 - np.arange(ranked.sum()) / max(len(stored_columns), 1)
-    popular = not inputs.stored and not len(events)
+    popular = not inputs.stored and not known
     if popular:
         stored = trained.fallback.popularity_ / max(trained.fallback.popularity_.max(), 1e-12)
     top_live = live.max()
     live_part = live_weight * (live / top_live if top_live > 0 else live)
     stored_part = (1.0 - live_weight) * stored
     score = live_part + stored_part
-    banned = np.concatenate([trained.column_of(inputs.purchased), trained.column_of(events["item_id"])])
+    banned = np.concatenate([trained.column_of(inputs.purchased), events.columns])
     score[banned[banned >= 0]] = -np.inf
     if allowed is not None:
         score[~allowed] = -np.inf
@@ -90,18 +94,27 @@ def blend(
     return _frame(trained, best, score, live_part > stored_part, source, events, inputs, popular)
 
 
+@dataclass(frozen=True, slots=True, eq=False)
+class _Events:
+    """The recent events on items the model knows, as arrays."""
+
+    columns: np.ndarray
+    kinds: np.ndarray
+    age_seconds: np.ndarray
+
+
 def _frame(
     trained: TrainedRecommender, best: np.ndarray, score: np.ndarray, mostly_live: np.ndarray,
-    source: np.ndarray, events: pd.DataFrame, inputs: LiveInputs, popular: bool,
+    source: np.ndarray, events: _Events, inputs: LiveInputs, popular: bool,
 ) -> pd.DataFrame:
     """The chosen items with details; the reason is the live event when that part of the score is larger."""
     reasons = {entry["item_id"]: entry.get("reason") for entry in inputs.stored}
     rows = []
-    for rank, (column, entry) in enumerate(zip(best, item_rows(trained, best), strict=True), start=1):
+    for rank, (column, entry) in enumerate(zip(best, trained.item_rows(best), strict=True), start=1):
         if mostly_live[column] and source[column] >= 0:
-            event = events.iloc[source[column]]
-            name = trained.details["name"].iloc[trained.column_of([event["item_id"]])[0]] or event["item_id"]
-            why, origin = JUST[str(event["kind"])].format(name), "live"
+            event = source[column]
+            why = JUST[str(events.kinds[event])].format(trained.name_of(int(events.columns[event])))
+            origin = "live"
         elif popular:
             why, origin = POPULAR, "popular"
         else:

@@ -11,14 +11,13 @@ reviewed (only purchases are excluded) is explained by that.
 from __future__ import annotations
 
 import json
-from typing import Any
 
 import numpy as np
 import pandas as pd
 from scipy import sparse
 
 from tenure.models.recommend_evaluation import rank
-from tenure.models.recommend_training import DETAILS, TrainedRecommender
+from tenure.models.recommend_training import TrainedRecommender
 from tenure.models.recommenders import BATCH
 from tenure.models.signals import locate
 
@@ -90,20 +89,8 @@ def reason(trained: TrainedRecommender, item: int, because: int, code: int) -> s
     if because == item and code in AGAIN:
         return AGAIN[code]
     if because >= 0 and code in REASONS:
-        return REASONS[code].format(trained.details["name"].iloc[because] or trained.items[because])
+        return REASONS[code].format(trained.name_of(because))
     return MATCHED
-
-
-def item_rows(trained: TrainedRecommender, columns: np.ndarray) -> list[dict[str, Any]]:
-    """Item id and details of each column, JSON-ready (missing details become null)."""
-    details = trained.details.iloc[columns][list(DETAILS)]
-    out = []
-    for column, values in zip(columns, details.itertuples(index=False), strict=True):
-        row: dict[str, Any] = {"item_id": str(trained.items[column])}
-        for name, value in zip(DETAILS, values, strict=True):
-            row[name] = None if pd.isna(value) else (float(value) if name == "price" else str(value))
-        out.append(row)
-    return out
 
 
 def _lists(
@@ -113,7 +100,7 @@ def _lists(
     for row in range(top.shape[0]):
         valid = top[row] >= 0
         columns = top[row][valid]
-        entries = item_rows(trained, columns)
+        entries = trained.item_rows(columns)
         for entry, column, score, item, code in zip(
             entries, columns, scores[row][valid], because[row][valid], codes[row][valid], strict=True
         ):

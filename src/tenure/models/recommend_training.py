@@ -69,6 +69,7 @@ class TrainedRecommender:
     explainer: ItemNeighbours
     items: np.ndarray  # item ids, the model's columns (sorted)
     details: pd.DataFrame  # DETAILS and in_stock per item, positioned like ``items``
+    records: list[dict[str, Any]]  # item_id and DETAILS per item, JSON-ready: serving copies them, never pandas
     similar: np.ndarray  # [items, SIMILAR_KEPT] most similar item indices (-1 padded)
     similar_scores: np.ndarray
     validation: pd.DataFrame
@@ -79,6 +80,14 @@ class TrainedRecommender:
     def column_of(self, item_ids: Any) -> np.ndarray:
         """Each id's column, -1 for items the model has never seen."""
         return locate(self.items, item_ids)
+
+    def item_rows(self, columns: Any) -> list[dict[str, Any]]:
+        """Fresh copies of the records of ``columns`` (callers add their own keys)."""
+        return [dict(self.records[column]) for column in columns]
+
+    def name_of(self, column: int) -> str:
+        """An item's name, or its id when the catalogue has none."""
+        return str(self.records[column]["name"] or self.records[column]["item_id"])
 
     def allowed(self, *, in_stock_only: bool, categories: tuple[str, ...]) -> np.ndarray | None:
         """The business filter as a mask over ``items``: in stock (unknown counts as in) and in ``categories``."""
@@ -120,10 +129,14 @@ def train_recommender(
     model = fit_candidate(choices[algorithm], final)
     similar, similar_scores = model.similar_items(np.arange(len(final.items)), n=min(SIMILAR_KEPT, len(final.items)))
     details = catalogue.drop_duplicates("item_id").set_index("item_id").reindex(final.items)[[*DETAILS, "in_stock"]]
+    records = [
+        {"item_id": str(item), **{name: _plain(value, name) for name, value in zip(DETAILS, values, strict=True)}}
+        for item, values in zip(final.items, details[list(DETAILS)].itertuples(index=False), strict=True)
+    ]
     return TrainedRecommender(
         algorithm=algorithm, model=model, fallback=Popularity().fit(final.interactions),
         explainer=ItemNeighbours(k=50).fit(final.interactions), items=final.items,
-        details=details.reset_index(drop=True), similar=similar, similar_scores=similar_scores,
+        details=details.reset_index(drop=True), records=records, similar=similar, similar_scores=similar_scores,
         validation=validation, test=test, cut_validation=cuts[0], cut_test=cuts[1],
     )
 
@@ -150,3 +163,10 @@ def headline(validation: pd.DataFrame, test: pd.DataFrame, algorithm: str, k: in
         "validation": validation.to_dict(orient="records"),
         "test": test.to_dict(orient="records"),
     }
+
+
+def _plain(value: Any, name: str) -> Any:
+    """A detail as JSON holds it: prices as floats, the rest as text, missing values as None."""
+    if pd.isna(value):
+        return None
+    return float(value) if name == "price" else str(value)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -22,9 +23,9 @@ import pandas as pd
 import sqlalchemy as sa
 
 from tenure.errors import NotFoundError, ValidationError
-from tenure.ingest.recent import recent_item_events
+from tenure.ingest.recent import recent_item_rows
 from tenure.models.recommend_live import LiveInputs, blend
-from tenure.models.recommend_scoring import item_rows, recommend_everyone
+from tenure.models.recommend_scoring import recommend_everyone
 from tenure.models.recommend_training import TrainedRecommender, headline, train_recommender
 from tenure.models.registry import RECOMMENDATIONS as NAME
 from tenure.models.registry import ModelInfo
@@ -48,7 +49,7 @@ class Recommendations:
 
     def __init__(self, ws: Workspace) -> None:
         self.ws = ws
-        self._loaded: tuple[str, TrainedRecommender] | None = None  # (model tag, fitted): reloaded on promotion
+        self._loaded: _Loaded | None = None  # the active version, reloaded when another one is promoted
 
     @property
     def signals(self) -> Signals:
@@ -95,21 +96,20 @@ class Recommendations:
 
     def score(self, *, as_of: str | datetime | None = None) -> int:
         """Store everyone's top-N with the active version; returns the number of people."""
-        info = self.ws.models.registry.get(NAME)
-        trained = self._trained(info)
+        loaded = self._active()
         settings = self.ws.settings.recommendations
         with self.ws.engine() as engine:
             t = engine.tables()
             _, end = self.ws.models.window(t, as_of)
             frame = self._signals(engine, t, end)
         lists = recommend_everyone(
-            trained, frame, n=settings.top_n, exclude_purchased=settings.exclude_purchased,
-            allowed_items=self._allowed(trained),
+            loaded.trained, frame, n=settings.top_n, exclude_purchased=settings.exclude_purchased,
+            allowed_items=loaded.allowed,
         ).set_index("person_id")
         bought = frame[frame["purchases"] > 0].groupby("person_id")["item_id"].agg(lambda ids: json.dumps(sorted(ids)))
         details = lists.rename(columns={"recommendations": NAME})
         details[PURCHASED] = bought.reindex(details.index).fillna("[]")
-        return self.ws.models.write_scores(info, pd.DataFrame(index=details.index), details)
+        return self.ws.models.write_scores(loaded.info, pd.DataFrame(index=details.index), details)
 
     # -- serving ----------------------------------------------------------------------------
     def for_person(self, identifier: str, *, n: int | None = None, now: datetime | None = None) -> pd.DataFrame:
@@ -119,10 +119,8 @@ class Recommendations:
         product events of the last ``realtime_minutes``; people without either get popular items.
         """
         settings = self.ws.settings.recommendations
-        info = self.ws.models.registry.get(NAME)
-        trained = self._trained(info)
-        person = self.ws.identity.person_of(identifier)
-        identifiers = self.ws.identity.identifiers_of(person)
+        loaded = self._active()
+        person, identifiers = self.ws.identity.resolve(identifier)
         at = now or self.ws.clock.now()
         window = timedelta(minutes=settings.realtime_minutes)
         with self.ws.state.read() as conn:
@@ -133,23 +131,23 @@ class Recommendations:
                     )
                 ).all()
             )
-            recent = recent_item_events(conn, identifiers, since=at - window)
+            recent = recent_item_rows(conn, identifiers, since=at - window)
         inputs = LiveInputs(json.loads(rows.get(NAME, "[]")), json.loads(rows.get(PURCHASED, "[]")), recent)
         kinds = {"view": settings.view_weight, "cart": settings.cart_weight, "purchase": settings.purchase_weight}
         return blend(
-            trained, inputs, now=at, window=window, kind_weights=kinds, live_weight=settings.live_weight,
-            n=n or settings.top_n, allowed=self._allowed(trained),
+            loaded.trained, inputs, now=at, window=window, kind_weights=kinds, live_weight=settings.live_weight,
+            n=n or settings.top_n, allowed=loaded.allowed,
         )
 
     def similar(self, item_id: str, *, n: int = 10) -> pd.DataFrame:
         """The ``n`` items most like ``item_id`` under the active model: rank, details, similarity."""
-        trained = self._trained(self.ws.models.registry.get(NAME))
+        trained = self._active().trained
         column = trained.column_of([item_id])[0]
         if column < 0:
             raise NotFoundError(f"item_id {item_id!r} is not in the catalogue the recommender was trained on")
         indices, scores = trained.model.similar_items(np.array([column]), n=n)
         keep = indices[0] >= 0
-        rows = item_rows(trained, indices[0][keep])
+        rows = trained.item_rows(indices[0][keep])
         frame = pd.DataFrame(rows, columns=["item_id", "name", "category", "brand", "price"])
         frame.insert(0, "rank", np.arange(1, len(frame) + 1))
         frame["similarity"] = scores[0][keep]
@@ -168,14 +166,23 @@ class Recommendations:
         query = interaction_weights(t, as_of=as_of, signals=self.signals)
         return engine.execute(query.order_by(["person_id", "item_id"]))
 
-    def _trained(self, info: ModelInfo) -> TrainedRecommender:
-        if self._loaded is None or self._loaded[0] != info.tag:
-            self._loaded = (info.tag, self.ws.models.registry.load(info))
-        return self._loaded[1]
+    def _active(self) -> _Loaded:
+        """The active version, loaded once: serving checks only its number per call."""
+        version = self.ws.models.registry.active_version(NAME)
+        if self._loaded is None or self._loaded.info.version != version:
+            info = self.ws.models.registry.get(NAME)  # raises NotFoundError without an active version
+            trained: TrainedRecommender = self.ws.models.registry.load(info)
+            settings = self.ws.settings.recommendations
+            allowed = trained.allowed(in_stock_only=settings.in_stock_only, categories=settings.allowed_categories)
+            self._loaded = _Loaded(info, trained, allowed)
+        return self._loaded
 
-    def _allowed(self, trained: TrainedRecommender) -> np.ndarray | None:
-        settings = self.ws.settings.recommendations
-        return trained.allowed(in_stock_only=settings.in_stock_only, categories=settings.allowed_categories)
+
+@dataclass(frozen=True, slots=True, eq=False)
+class _Loaded:
+    info: ModelInfo
+    trained: TrainedRecommender
+    allowed: np.ndarray | None  # the business filter over the model's items
 
 
 def _plain(value: object) -> bool:

@@ -138,8 +138,8 @@ def top_n(scores: FloatArray, n: int) -> tuple[IntArray, FloatArray]:
     """Best ``n`` columns per row, sorted; ``-inf`` scores become index -1, short rows are padded."""
     rows, width = scores.shape
     k = min(n, width)
-    if k < width:
-        candidates = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    if k < width:  # the k largest, partitioned in place of a negated copy of the whole block
+        candidates = np.argpartition(scores, width - k, axis=1)[:, width - k :]
     else:
         candidates = np.broadcast_to(np.arange(width), (rows, width))
     values = np.take_along_axis(scores, candidates, axis=1)

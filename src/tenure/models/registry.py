@@ -109,6 +109,13 @@ class Registry:
             raise NotFoundError(f"there is no {what}; train one with `tenure models train {name}`")
         return _info(row)
 
+    def active_version(self, name: str) -> int | None:
+        """The active version's number: a cheap check before reusing an already loaded model."""
+        query = sa.select(models.c.version).where(models.c.name == name, models.c.status == "active")
+        with self.state.read() as conn:
+            version = conn.execute(query).scalar()
+        return None if version is None else int(version)
+
     def list(self, name: str | None = None) -> pd.DataFrame:
         """Every version (newest first) with its status, window and headline metrics."""
         query = sa.select(models).order_by(models.c.name, models.c.version.desc())
