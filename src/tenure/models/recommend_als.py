@@ -92,7 +92,8 @@ class ALS(Recommender):
         rows = interactions.astype(np.float32)
         with threadpool_limits(limits=1, user_api="blas"):
             factors = self.model_.recalculate_user(np.arange(rows.shape[0]), rows)
-        return np.asarray(factors, dtype=np.float64) @ self.item_factors_.T
+        # the product in implicit's float32 is several times faster than in float64; the ranking is the same
+        return np.asarray(factors @ self.model_.item_factors.T, dtype=np.float64)
 
     def _item_scores(self, items: IntArray) -> FloatArray:
         unit = normalize(self.item_factors_)
