@@ -17,7 +17,29 @@ import pytest
 from tenure import Workspace
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
+# Test files sharing an expensive module or session fixture run on one worker (`make test` uses
+# --dist loadgroup), so it is built once. pytest-xdist's own ``xdist_group`` marker does nothing
+# under pytest 9: it renames items through an attribute pytest no longer reads.
+WORKER_GROUPS = {
+    "tests/test_models.py": "model_shop",
+    "tests/test_model_report.py": "model_shop",
+    "tests/test_recommendations.py": "model_shop",
+    "tests/test_demo.py": "demo",
+}
 WRITE_KEY = "test-write-key"
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
+    """``loadgroup`` with the groups of ``WORKER_GROUPS``; every other test is scheduled on its own."""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadGroupScheduling
+
+    class FileGroupScheduling(LoadGroupScheduling):  # type: ignore[misc]
+        def _split_scope(self, nodeid: str) -> str:
+            return WORKER_GROUPS.get(nodeid.split("::", 1)[0], nodeid)
+
+    return FileGroupScheduling(config, log)
 
 
 def free_port() -> int:

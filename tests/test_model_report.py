@@ -29,7 +29,6 @@ from tenure.models.report import write_report
 from conftest import make_workspace
 
 # Both files read the session's trained shop: keep them on one xdist worker so it is built once.
-pytestmark = pytest.mark.xdist_group("trained_shop")
 
 OUTCOME_CHARTS = ["roc", "calibration", "gains", "importance"]
 ROW_LABELS = {

@@ -27,7 +27,6 @@ from tenure.workspace import Workspace
 from conftest import copy_workspace, make_workspace
 
 # Both files read the session's trained shop: keep them on one xdist worker so it is built once.
-pytestmark = pytest.mark.xdist_group("trained_shop")
 
 runner = CliRunner()
 

@@ -32,7 +32,6 @@ from tenure.store.state import inbox, person_details
 
 from conftest import copy_workspace, make_workspace
 
-pytestmark = pytest.mark.xdist_group("trained_shop")  # shares the session's model shop with test_models
 runner = CliRunner()
 
 
@@ -293,7 +292,6 @@ def test_report_section_shows_the_registry_numbers(shop: Workspace, tmp_path: Pa
         for algorithm, ndcg, chosen in zip(expected["algorithm"], expected["ndcg"], expected["chosen"], strict=True):
             cell, _ = rows[f"{algorithm} (chosen)" if chosen else algorithm]["NDCG@k"]
             assert number(cell) == pytest.approx(ndcg, abs=5e-4)
-
 
 
 def test_cli_matches_the_api(shop: Workspace) -> None:
