@@ -10,7 +10,7 @@ similar to several recent ones adds them up. Live and stored scores are each sca
 they bought are never suggested, and neither are items the business filters out.
 
 Everything here is arrays of at most a few hundred entries, so a call costs well under a
-millisecond after its three state reads.
+millisecond after the service's four state reads.
 """
 
 from __future__ import annotations
@@ -56,13 +56,8 @@ def blend(
     size = len(trained.items)
     live = np.zeros(size)
     source = np.full(size, -1, dtype=np.int64)  # the recent event that lends each item the most
-    known = [event for event, column in zip(inputs.recent, trained.column_of([e[0] for e in inputs.recent]), strict=True)
-             if column >= 0]
-    events = _Events(
-        trained.column_of([e[0] for e in known]), np.array([e[1] for e in known], dtype=str),
-        np.array([(now - e[2]).total_seconds() for e in known], dtype=np.float64),
-    )
-    if len(known):
+    events = _known_events(trained, inputs.recent, now)
+    if len(events.columns):
         columns = events.columns
         fresh = np.clip(1.0 - events.age_seconds / window.total_seconds(), 0.0, 1.0)
         strength = np.array([kind_weights.get(kind, 0.0) for kind in events.kinds]) * fresh
@@ -72,12 +67,12 @@ def blend(
         keep = targets >= 0
         np.add.at(live, targets[keep], amounts[keep])
         order = np.argsort(amounts[keep], kind="stable")  # the largest loan is written last and wins
-        source[targets[keep][order]] = np.repeat(np.arange(len(known)), neighbours.shape[1])[keep][order]
+        source[targets[keep][order]] = np.repeat(np.arange(len(columns)), neighbours.shape[1])[keep][order]
     stored = np.zeros(size)
     stored_columns = trained.column_of([entry["item_id"] for entry in inputs.stored])
     ranked = stored_columns >= 0
     stored[stored_columns[ranked]] = 1.0 - np.arange(ranked.sum()) / max(len(stored_columns), 1)
-    popular = not inputs.stored and not known
+    popular = not inputs.stored and not len(events.columns)
     if popular:
         stored = trained.fallback.popularity_ / max(trained.fallback.popularity_.max(), 1e-12)
     top_live = live.max()
@@ -101,6 +96,17 @@ class _Events:
     columns: np.ndarray
     kinds: np.ndarray
     age_seconds: np.ndarray
+
+
+def _known_events(trained: TrainedRecommender, recent: Sequence[tuple[str, str, datetime]], now: datetime) -> _Events:
+    """The recent events on items the model knows (others cannot lend similarity)."""
+    columns = trained.column_of([item for item, _, _ in recent])
+    kept = [(column, kind, (now - at).total_seconds())
+            for column, (_, kind, at) in zip(columns, recent, strict=True) if column >= 0]
+    return _Events(
+        np.array([c for c, _, _ in kept], dtype=np.int64), np.array([k for _, k, _ in kept], dtype=str),
+        np.array([a for _, _, a in kept], dtype=np.float64),
+    )
 
 
 def _frame(
