@@ -92,13 +92,17 @@ def _models(ws: Workspace, directory: Path) -> None:
 
 
 def _recommendations(ws: Workspace) -> None:
-    """What the trained recommender offers the most active shopper, and the items like their first suggestion."""
+    """An active shopper's recommendations with their reasons, and the items like their first suggestion.
+
+    The shopper is, of the 50 most active, the one whose list is most often explained by
+    another item they touched, so that the reasons are on show.
+    """
     from tenure.cli.recommend_cmds import NARROW
 
-    scored = ws.models.scores
-    busiest = ws.features().sort_values(["events_90d", "person_id"], ascending=[False, True])["person_id"]
-    person = next(p for p in busiest if "recommendations" in scored(p))
-    offered = ws.recommendations.for_person(person, n=5)
+    busiest = ws.features().sort_values(["events_90d", "person_id"], ascending=[False, True])["person_id"].head(50)
+    lists = {p: ws.models.scores(p).get("recommendations", {}).get("value", []) for p in busiest}
+    person = max(lists, key=lambda p: sum(e["because"] not in (None, e["item_id"]) for e in lists[p]))
+    offered = ws.recommendations.for_person(person)
     console.print(rich_table(offered[list(NARROW)], f"recommended for {person}"))
     first = offered["item_id"].iloc[0]
     console.print(rich_table(ws.recommendations.similar(first, n=5), f"customers who liked {first} also liked"))
