@@ -25,6 +25,7 @@ from tenure.errors import ValidationError
 from tenure.models.dataset import FEATURES, Outcome, examples, model_features, training_cutoffs
 from tenure.models.lifetime_value import TrainedLifetimeValue, fit_lifetime_value
 from tenure.models.outcomes import BGNBD, MODEL, RFM_LOGISTIC, TrainedOutcome, train_outcome
+from tenure.models.recommend_training import TrainedRecommender
 from tenure.models.registry import MODEL_NAMES, RECOMMENDATIONS, ModelInfo, Registry, check_name
 from tenure.models.rfm_summary import summary_from_transactions
 from tenure.store.engine import LakeTables
@@ -34,7 +35,7 @@ if TYPE_CHECKING:
     from tenure.workspace import Workspace
 
 REASONS = 3
-Trained = TrainedOutcome | TrainedLifetimeValue
+Trained = TrainedOutcome | TrainedLifetimeValue | TrainedRecommender
 Progress = Callable[[str, float], None]
 COMPARED: tuple[str, ...] = ("roc_auc", "pr_auc", "brier", "lift_top", "capture_top")
 CLV_COMPARED: tuple[tuple[str, str, str], ...] = (
