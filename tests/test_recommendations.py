@@ -21,6 +21,7 @@ from tenure.cli.app import app
 from tenure.clock import FrozenClock
 from tenure.errors import NotFoundError, ValidationError
 from tenure.ingest.flusher import flush_all
+from tenure.ingest.importer import import_file
 from tenure.models.recommend_evaluation import make_split
 from tenure.models.recommend_live import JUST
 from tenure.models.recommend_scoring import AGAIN, REASONS
@@ -176,6 +177,21 @@ def test_allowed_categories_and_consumables(shop: Workspace, tmp_path: Path, lak
         assert set(categories[[i for items in lists.values() for i in items]]) <= {"Home", "Garden"}
         bought = lake["bought"].groupby("person_id")["product_id"].agg(set)
         assert any(set(items) & bought.get(person, set()) for person, items in lists.items())
+
+
+def test_stock_changes_apply_at_the_next_scoring(shop: Workspace, tmp_path: Path) -> None:
+    lists = {p: [e["item_id"] for e in v["value"]] for p, v in _all_details(shop, "recommendations").items()}
+    favourite = pd.Series([i for items in lists.values() for i in items]).mode().iloc[0]
+    ws = copy_workspace(shop, tmp_path / "ws")
+    update = tmp_path / "items.csv"
+    now = datetime.now(UTC).isoformat()  # later than the catalogue's import, so this version wins
+    update.write_text(f"product_id,name,in_stock,updated_at\n{favourite},Sold out,false,{now}\n")
+    assert import_file(ws, update, "items").imported == 1
+    ws.models.score(["recommendations"])
+    after = {p: [e["item_id"] for e in v["value"]] for p, v in _all_details(ws, "recommendations").items()}
+    assert not any(favourite in items for items in after.values())
+    assert sum(items == lists[p] for p, items in after.items()) > 0  # lists without it are unchanged
+    ws.close()
 
 
 def configure(root: Path, **values: str) -> None:

@@ -90,15 +90,21 @@ class TrainedRecommender:
         return str(self.records[column]["name"] or self.records[column]["item_id"])
 
     def allowed(self, *, in_stock_only: bool, categories: tuple[str, ...]) -> np.ndarray | None:
-        """The business filter as a mask over ``items``: in stock (unknown counts as in) and in ``categories``."""
-        if not in_stock_only and not categories:
-            return None
-        mask = np.ones(len(self.items), dtype=bool)
-        if in_stock_only:
-            mask &= self.details["in_stock"].fillna(True).astype(bool).to_numpy()
-        if categories:
-            mask &= self.details["category"].isin(list(categories)).to_numpy()
-        return mask
+        """The business filter over ``items`` with the catalogue as it was at training."""
+        return allowed_mask(self.details, in_stock_only=in_stock_only, categories=categories)
+
+
+def allowed_mask(details: pd.DataFrame, *, in_stock_only: bool, categories: tuple[str, ...]) -> np.ndarray | None:
+    """The business filter as a mask over ``details``' rows (``in_stock``, ``category``): in stock
+    (unknown counts as in) and in ``categories`` (empty: any); None when nothing is filtered."""
+    if not in_stock_only and not categories:
+        return None
+    mask = np.ones(len(details), dtype=bool)
+    if in_stock_only:
+        mask &= details["in_stock"].fillna(True).astype(bool).to_numpy()
+    if categories:
+        mask &= details["category"].isin(list(categories)).to_numpy()
+    return mask
 
 
 def train_recommender(

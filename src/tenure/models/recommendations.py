@@ -26,7 +26,7 @@ from tenure.errors import NotFoundError, ValidationError
 from tenure.ingest.recent import recent_item_rows
 from tenure.models.recommend_live import LiveInputs, blend
 from tenure.models.recommend_scoring import recommend_everyone
-from tenure.models.recommend_training import TrainedRecommender, headline, train_recommender
+from tenure.models.recommend_training import TrainedRecommender, allowed_mask, headline, train_recommender
 from tenure.models.registry import RECOMMENDATIONS as NAME
 from tenure.models.registry import ModelInfo
 from tenure.models.signals import Signals, interaction_weights
@@ -95,16 +95,22 @@ class Recommendations:
         )
 
     def score(self, *, as_of: str | datetime | None = None) -> int:
-        """Store everyone's top-N with the active version; returns the number of people."""
+        """Store everyone's top-N with the active version; returns the number of people.
+
+        The business filters read today's catalogue, so an item out of stock since training is
+        dropped at the next scoring (the real-time blend uses the catalogue as of training).
+        """
         loaded = self._active()
         settings = self.ws.settings.recommendations
         with self.ws.engine() as engine:
             t = engine.tables()
             _, end = self.ws.models.window(t, as_of)
             frame = self._signals(engine, t, end)
+            catalogue = engine.execute(t.items.select("item_id", "category", "in_stock"))
+        now = catalogue.drop_duplicates("item_id").set_index("item_id").reindex(loaded.trained.items)
+        allowed = allowed_mask(now, in_stock_only=settings.in_stock_only, categories=settings.allowed_categories)
         lists = recommend_everyone(
-            loaded.trained, frame, n=settings.top_n, exclude_purchased=settings.exclude_purchased,
-            allowed_items=loaded.allowed,
+            loaded.trained, frame, n=settings.top_n, exclude_purchased=settings.exclude_purchased, allowed_items=allowed,
         ).set_index("person_id")
         bought = frame[frame["purchases"] > 0].groupby("person_id")["item_id"].agg(lambda ids: json.dumps(sorted(ids)))
         details = lists.rename(columns={"recommendations": NAME})
