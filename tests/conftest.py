@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -42,10 +43,25 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
     return FileGroupScheduling(config, log)
 
 
+PORTS_PER_WORKER = 2000
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A free port from this xdist worker's own range, below the kernel's ephemeral ports.
+
+    Asking the kernel for port 0 is racy across workers: two workers can be handed the same
+    port before either server binds it, and one test then talks to the other's server.
+    """
+    worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+    start = 20_000 + worker * PORTS_PER_WORKER
+    for port in random.Random().sample(range(start, start + PORTS_PER_WORKER), 50):
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in {start}-{start + PORTS_PER_WORKER}")
 
 
 @pytest.fixture(scope="session")
