@@ -27,6 +27,7 @@ import pyarrow.compute as pc
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from tenure.analytics._time import check_instant
 from tenure.clock import as_utc
 from tenure.errors import ValidationError
 from tenure.models.signals import CART_EVENT, VIEW_EVENT
@@ -40,7 +41,7 @@ _EVENT_KINDS = {VIEW_EVENT: "view", CART_EVENT: "cart"}
 
 def recent_rows(tables: Mapping[str, pa.Table], *, since: datetime) -> list[RecentRow]:
     """The rows (in ``COLUMNS`` order) of a lake batch's product events at or after ``since``."""
-    _check_aware(since)
+    check_instant(since, "since")
     at_least = pa.scalar(since, type=pa.timestamp("us", tz="UTC"))
     events = tables["events"]
     product = pc.is_in(events["event"], pa.array(list(_EVENT_KINDS)))
@@ -69,7 +70,7 @@ def recent_rows(tables: Mapping[str, pa.Table], *, since: datetime) -> list[Rece
 
 def store_recent(conn: Connection, rows: Sequence[RecentRow], *, since: datetime) -> None:
     """Delete rows older than ``since`` and add ``rows``, skipping any already stored."""
-    _check_aware(since)
+    check_instant(since, "since")
     conn.execute(table.delete().where(table.c.at < since.astimezone(UTC)))
     at = table.c.at
     bound = [(*row[:4], bound_value(conn, at, row[4].astimezone(UTC)), *row[5:]) for row in rows]
@@ -96,7 +97,7 @@ def recent_item_rows(
     where building a DataFrame of a dozen rows would cost more than the query."""
     if isinstance(identifiers, str) or not all(isinstance(x, str) for x in identifiers):
         raise ValidationError("identifiers", "must be a sequence of identifier strings")
-    _check_aware(since)
+    check_instant(since, "since")
     if isinstance(source, StateDB):
         with source.read() as conn:
             return recent_item_rows(conn, identifiers, since=since)
@@ -119,8 +120,3 @@ def _item_id(properties: str | None) -> str | None:
     """``properties.product_id`` as text, as the lake's order lines and the signals read it."""
     value = orjson.loads(properties).get("product_id") if properties else None
     return None if value is None or value == "" else str(value)
-
-
-def _check_aware(since: datetime) -> None:
-    if not isinstance(since, datetime) or since.tzinfo is None:
-        raise ValidationError("since", "must be a timezone-aware datetime")

@@ -47,6 +47,7 @@ def recommend_everyone(
         for values in (known["weight"].to_numpy(dtype=np.float64), known["purchases"].to_numpy(dtype=np.float64),
                        _strongest_kind(known))
     )
+    toward = trained.explainer.similarity_.T.tocsr()  # row j: every item's similarity to j
     texts: list[str] = []
     for start in range(0, len(people), BATCH):
         rows = slice(start, start + BATCH)
@@ -54,16 +55,18 @@ def recommend_everyone(
             trained.model, trained.fallback, weights[rows], n=n,
             excluded=purchased[rows] if exclude_purchased else None, allowed_items=allowed_items,
         )
-        because, codes = explain(trained, weights[rows], kinds[rows], top)
+        because, codes = explain(toward, weights[rows], kinds[rows], top)
         texts.extend(_lists(trained, top, scores, because, codes))
     return pd.DataFrame({"person_id": people, "recommendations": texts})
 
 
 def explain(
-    trained: TrainedRecommender, weights: sparse.csr_matrix, kinds: sparse.csr_matrix, top: np.ndarray
+    toward: sparse.csr_matrix, weights: sparse.csr_matrix, kinds: sparse.csr_matrix, top: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(the item behind each suggestion or -1, the kind code of what the person did with it or 0)."""
-    toward = trained.explainer.similarity_.T.tocsr()  # row j: similarity of every item to j
+    """(the item behind each suggestion or -1, the kind code of what the person did with it or 0).
+
+    ``toward`` is the explainer's similarity transposed: row j holds every item's similarity to j.
+    """
     because = np.full(top.shape, -1, dtype=np.int64)
     codes = np.zeros(top.shape, dtype=np.int64)
     for slot in range(top.shape[1]):

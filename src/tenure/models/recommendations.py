@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -81,13 +81,11 @@ class Recommendations:
         trained = train_recommender(
             (snapshots[0], snapshots[1], snapshots[2]), cuts, catalogue, settings, progress
         )
-        signals = self.signals
         return self.ws.models.registry.save(
             NAME, trained, window=(start, end),
             params={
                 "algorithm": trained.algorithm, "test_days": settings.test_days, "k": settings.k,
-                "signals": {"view": signals.view, "cart": signals.cart, "purchase": signals.purchase,
-                            "rating_weight": signals.rating_weight, "half_life_days": signals.half_life_days},
+                "signals": asdict(self.signals),
                 "model": {k: v for k, v in trained.model.get_params(deep=False).items() if _plain(v)},
             },
             metrics=headline(trained.validation, trained.test, trained.algorithm, settings.k),
@@ -139,7 +137,8 @@ class Recommendations:
             )
             recent = recent_item_rows(conn, identifiers, since=at - window)
         inputs = LiveInputs(json.loads(rows.get(NAME, "[]")), json.loads(rows.get(PURCHASED, "[]")), recent)
-        kinds = {"view": settings.view_weight, "cart": settings.cart_weight, "purchase": settings.purchase_weight}
+        signals = self.signals
+        kinds = {"view": signals.view, "cart": signals.cart, "purchase": signals.purchase}
         return blend(
             loaded.trained, inputs, now=at, window=window, kind_weights=kinds, live_weight=settings.live_weight,
             n=n or settings.top_n, allowed=loaded.allowed,
